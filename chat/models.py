@@ -1,0 +1,133 @@
+"""Agents, conversations and messages, with the audio, timings and cost of each spoken reply."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+
+def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
+    return [MinValueValidator(0.0), MaxValueValidator(1.0)]
+
+
+class Agent(models.Model):
+    """What an operator configures: persona, LLM and voice. The self-hosted ElevenLabs agent."""
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    name = models.CharField(max_length=100)
+    system_prompt = models.TextField(blank=True)
+    first_message = models.TextField(blank=True, help_text="Spoken when a conversation opens; optional.")
+    llm = models.CharField(
+        "LLM provider", max_length=100, blank=True, help_text="Alias from LLM_PROVIDERS; blank uses LLM_BACKEND."
+    )
+    voice_id = models.CharField(max_length=100, blank=True, help_text="Blank uses ELEVENLABS_VOICE_ID.")
+    tts_model_id = models.CharField(
+        "TTS model id", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_MODEL_ID."
+    )
+    stability = models.FloatField(default=0.5, validators=_unit_interval())
+    similarity_boost = models.FloatField(default=0.75, validators=_unit_interval())
+    style = models.FloatField(default=0.0, validators=_unit_interval())
+    speed = models.FloatField(default=1.0, validators=[MinValueValidator(0.7), MaxValueValidator(1.2)])
+    use_speaker_boost = models.BooleanField(default=True)
+    language_code = models.CharField(
+        max_length=8, blank=True, help_text="ISO 639-1 code such as en or de; blank lets the model detect it."
+    )
+    is_default = models.BooleanField(default=False, help_text="Used when a client names no agent.")
+    is_active = models.BooleanField(default=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["is_default"], condition=models.Q(is_default=True), name="one_default_agent"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.language_code and not (
+            2 <= len(self.language_code) <= 3 and self.language_code.isalpha() and self.language_code.islower()
+        ):
+            raise ValidationError({"language_code": "Use a lower-case ISO 639-1 code such as en, de or fr."})
+        if self.llm and self.llm not in settings.LLM_PROVIDERS:
+            known = ", ".join(settings.LLM_PROVIDERS)
+            raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
+
+
+class Conversation(models.Model):
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
+    agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="conversations")
+    title = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-updated_at"]
+        indexes = [models.Index(fields=["owner", "-updated_at"], name="conversation_owner_updated")]
+
+    def __str__(self) -> str:
+        return self.title or f"Conversation {self.id}"
+
+
+def audio_upload_to(message: Message, filename: str) -> str:
+    return f"audio/{message.conversation_id}/{filename}"
+
+
+class Message(models.Model):
+    class Role(models.TextChoices):
+        USER = "user"
+        ASSISTANT = "assistant"
+
+    class Status(models.TextChoices):
+        PENDING = "pending"
+        STREAMING = "streaming"
+        COMPLETE = "complete"
+        INTERRUPTED = "interrupted"
+        FAILED = "failed"
+
+    class AudioStatus(models.TextChoices):
+        NONE = "none"
+        PARTIAL = "partial", "partial (audio failed mid-reply)"
+        COMPLETE = "complete"
+        FAILED = "failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    role = models.CharField(max_length=10, choices=Role.choices)
+    text = models.TextField(blank=True)
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    error_code = models.CharField(max_length=40, blank=True)
+    error_message = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    audio = models.FileField(upload_to=audio_upload_to, blank=True)
+    audio_status = models.CharField(max_length=10, choices=AudioStatus.choices, default=AudioStatus.NONE)
+    audio_format = models.CharField(max_length=20, blank=True, help_text="Format the PCM was produced in.")
+    audio_duration_ms = models.PositiveIntegerField(null=True, blank=True)
+    tts_backend = models.CharField(max_length=100, blank=True)
+    tts_characters = models.PositiveIntegerField(default=0, help_text="Characters billed by the TTS vendor.")
+    tts_request_ids = models.JSONField(default=list, blank=True)
+
+    llm_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_chunk_ms = models.PositiveIntegerField(null=True, blank=True)
+    tts_first_byte_ms = models.PositiveIntegerField(null=True, blank=True)
+    first_audio_sent_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_first_audible_ms = models.PositiveIntegerField(null=True, blank=True)
+    client_underruns = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_created")]
+
+    def __str__(self) -> str:
+        return f"{self.role}: {self.text[:60]}"

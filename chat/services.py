@@ -1,0 +1,65 @@
+"""Workflows on conversations and messages. Transports call these; these never know about HTTP or sockets."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.contrib.auth.base_user import AbstractBaseUser
+from django.contrib.auth.models import AnonymousUser
+from django.db import transaction
+
+from chat.models import Agent, Conversation, Message
+
+TITLE_MAX_CHARS = 200
+
+
+def agent_default() -> Agent:
+    """The agent used when none is named: the one marked default, else the first active one."""
+    agent = Agent.objects.filter(is_active=True).order_by("-is_default", "name").first()
+    if agent is None:
+        raise Agent.DoesNotExist("No active agent is configured; add one in the admin.")
+    return agent
+
+
+def agent_get(*, agent_id: uuid.UUID | str | None) -> Agent:
+    """An active agent by id (blank: the default). Raises Agent.DoesNotExist for unknown ids."""
+    if not agent_id:
+        return agent_default()
+    try:
+        return Agent.objects.get(pk=agent_id, is_active=True)
+    except (ValueError, Agent.DoesNotExist):
+        raise Agent.DoesNotExist(f"No active agent {agent_id}.") from None
+
+
+def conversation_get(*, owner: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID | str) -> Conversation:
+    """One of `owner`'s conversations; anything else (foreign, unknown, malformed) is DoesNotExist."""
+    try:
+        return Conversation.objects.select_related("agent").get(pk=conversation_id, owner_id=owner.pk)
+    except (ValueError, Conversation.DoesNotExist):
+        raise Conversation.DoesNotExist(f"No conversation {conversation_id}.") from None
+
+
+def conversation_create(*, owner: AbstractBaseUser, agent: Agent | None = None, title: str = "") -> Conversation:
+    return Conversation.objects.create(owner=owner, agent=agent or agent_default(), title=title[:TITLE_MAX_CHARS])
+
+
+def title_from_text(text: str) -> str:
+    """A conversation title from the first user message: its first line, whitespace collapsed, cut at a word."""
+    line = " ".join(text.strip().split("\n", 1)[0].split())
+    if len(line) <= 80:
+        return line
+    return line[:80].rsplit(" ", 1)[0].rstrip(",.;:") + "…"
+
+
+@transaction.atomic
+def message_create_user(*, conversation: Conversation, text: str) -> Message:
+    """Save the user's message first of all; set the conversation title when it has none."""
+    message = Message.objects.create(
+        conversation=conversation, role=Message.Role.USER, text=text, status=Message.Status.COMPLETE
+    )
+    fields = ["updated_at"]
+    if not conversation.title:
+        conversation.title = title_from_text(text)
+        fields.append("title")
+    conversation.save(update_fields=fields)
+    return message

@@ -1,0 +1,37 @@
+"""Shared fixtures: users, agents, conversations, and the loopback vendor fakes."""
+
+from __future__ import annotations
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from chat.models import Agent, Conversation
+
+User = get_user_model()
+PASSWORD = "correct-horse-battery-staple"
+
+
+@pytest.fixture
+def user(db):
+    return User.objects.create_user(username="alice", password=PASSWORD)
+
+
+@pytest.fixture
+def other_user(db):
+    return User.objects.create_user(username="mallory", password=PASSWORD)
+
+
+@pytest.fixture
+def agent(db) -> Agent:
+    return Agent.objects.get(is_default=True)
+
+
+@pytest.fixture
+def conversation(user, agent) -> Conversation:
+    return Conversation.objects.create(owner=user, agent=agent, title="First")
+
+
+@pytest.fixture
+def client_alice(client, user):
+    client.force_login(user)
+    return client
