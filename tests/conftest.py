@@ -1,5 +1,7 @@
 """Shared fixtures: users, agents, conversations, and the loopback vendor fakes."""
 
+pytest_plugins = ["tests.fakes.fixtures"]
+
 from __future__ import annotations
 
 import pytest
