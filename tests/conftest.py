@@ -1,13 +1,13 @@
 """Shared fixtures: users, agents, conversations, and the loopback vendor fakes."""
 
-pytest_plugins = ["tests.fakes.fixtures"]
-
 from __future__ import annotations
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from chat.models import Agent, Conversation
+
+pytest_plugins = ["tests.fakes.fixtures"]
 
 User = get_user_model()
 PASSWORD = "correct-horse-battery-staple"
