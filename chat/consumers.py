@@ -136,7 +136,13 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             logger.error("Provider configuration error: %s", exc)
             await self.error("llm_unavailable", "The assistant is misconfigured; an operator has to fix it.")
             return
-        spec = TurnSpec(conversation=self.conversation, agent=self.agent, text=text.strip(), started_at=started_at)
+        spec = TurnSpec(
+            conversation=self.conversation,
+            agent=self.agent,
+            text=text.strip(),
+            started_at=started_at,
+            whole_reply=settings.SPEECH_MODE == "whole_reply",
+        )
         turn = Turn(spec, emit=self.emit, llm=llm, tts=tts)
         self.turn_task = asyncio.create_task(self._run_turn(turn), name=f"turn-{self.conversation.id}")
 

@@ -21,7 +21,7 @@ from chat.models import Agent, Conversation, Message
 from chat.protocol import TurnMetrics
 from chat.providers import LLMProvider, ProviderError, TTSProvider
 from chat.providers.base import SpeechReceipt, SpeechRequest, VoiceSettings
-from chat.speech import SpeechChunker
+from chat.speech import SpeechChunker, speakable_text
 from chat.turn_store import TurnRecord, history_for, turn_begin, turn_finish
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class TurnSpec:
     agent: Agent
     text: str
     started_at: float  # time.monotonic() when the user pressed Send, as near as the server knows
+    whole_reply: bool = False  # speak only once the whole reply is written (the benchmark's baseline)
 
 
 class Turn:
@@ -132,7 +133,7 @@ class Turn:
     async def _generate(self) -> None:
         message_id = str(self.message.id)
         history = await history_for(conversation=self.spec.conversation, agent=self.spec.agent)
-        chunker = SpeechChunker()
+        chunker = SpeechChunker() if not self.spec.whole_reply else _WholeReply()
         await self.emit("agent_chat_response_part", {"text": "", "type": "start", "message_id": message_id})
         try:
             async with aclosing(self.llm.stream(history)) as deltas:
@@ -307,6 +308,21 @@ class Turn:
                 "metrics": metrics,
             },
         )
+
+
+class _WholeReply:
+    """A chunker that holds everything back and speaks the whole reply in one request at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def feed(self, delta: str) -> list[str]:
+        self.parts.append(delta)
+        return []
+
+    def flush(self) -> list[str]:
+        text = speakable_text("".join(self.parts))
+        return [text] if text else []
 
 
 async def run_turn(spec: TurnSpec, *, emit: Emit, llm: LLMProvider, tts: TTSProvider | None) -> Message:

@@ -193,6 +193,11 @@ SPECTACULAR_SETTINGS = {
 # --- Voice pipeline ---------------------------------------------------------------------------
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
 LLM_HISTORY_CHARS = env_int("LLM_HISTORY_CHARS", 12000, minimum=100)
+# `pipelined` speaks each sentence as soon as it is written; `whole_reply` waits for the whole reply
+# and makes one TTS request (what peers do) — kept for the benchmark's baseline.
+SPEECH_MODE = env.str("SPEECH_MODE", default="pipelined")
+if SPEECH_MODE not in ("pipelined", "whole_reply"):
+    raise ImproperlyConfigured(f"SPEECH_MODE={SPEECH_MODE!r} is unknown; use pipelined or whole_reply.")
 
 ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY", default="")
 ELEVENLABS_BASE_URL = env.str("ELEVENLABS_BASE_URL", default="https://api.elevenlabs.io").rstrip("/")
