@@ -1,4 +1,9 @@
-from django.urls import path  # noqa: F401
+"""REST API routes (session auth); the schema lives at /api/schema/."""
 
+from django.urls import path
 
-urlpatterns: list = []
+from chat.audio_views import message_audio
+
+urlpatterns = [
+    path("messages/<uuid:pk>/audio/", message_audio, name="api-message-audio"),
+]

@@ -6,6 +6,7 @@ import uuid
 
 from django.contrib.auth.base_user import AbstractBaseUser
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from chat.models import Agent, Conversation, Message
@@ -27,7 +28,7 @@ def agent_get(*, agent_id: uuid.UUID | str | None) -> Agent:
         return agent_default()
     try:
         return Agent.objects.get(pk=agent_id, is_active=True)
-    except (ValueError, Agent.DoesNotExist):
+    except (ValueError, ValidationError, Agent.DoesNotExist):
         raise Agent.DoesNotExist(f"No active agent {agent_id}.") from None
 
 
@@ -35,7 +36,7 @@ def conversation_get(*, owner: AbstractBaseUser | AnonymousUser, conversation_id
     """One of `owner`'s conversations; anything else (foreign, unknown, malformed) is DoesNotExist."""
     try:
         return Conversation.objects.select_related("agent").get(pk=conversation_id, owner_id=owner.pk)
-    except (ValueError, Conversation.DoesNotExist):
+    except (ValueError, ValidationError, Conversation.DoesNotExist):
         raise Conversation.DoesNotExist(f"No conversation {conversation_id}.") from None
 
 

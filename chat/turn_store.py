@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.files.base import ContentFile
+from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
 
@@ -119,6 +120,6 @@ def playback_report_save(
         updated = Message.objects.filter(
             pk=message_id, conversation=conversation, role=Message.Role.ASSISTANT
         ).update(client_first_audible_ms=first_audible_ms, client_underruns=underruns)
-    except (ValueError, TypeError):
+    except (ValueError, TypeError, ValidationError):
         return False
     return updated == 1

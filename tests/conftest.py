@@ -25,7 +25,9 @@ def other_user(db):
 
 @pytest.fixture
 def agent(db) -> Agent:
-    return Agent.objects.get(is_default=True)
+    # Transactional tests flush the data migration's agent, so make sure one exists.
+    agent, _ = Agent.objects.get_or_create(is_default=True, defaults={"name": "Assistant", "language_code": "en"})
+    return agent
 
 
 @pytest.fixture

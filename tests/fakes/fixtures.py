@@ -1,1 +1,56 @@
-"""Pytest fixtures that start the loopback vendor fakes."""
+"""Pytest fixtures that start the loopback vendor fakes and point the settings at them.
+
+* `fake_elevenlabs` — an in-process FakeElevenLabs on the test's event loop (async tests).
+* `fake_elevenlabs_thread` — the same in a background thread (sync tests, subprocesses).
+* `elevenlabs_settings` — TTS_BACKEND=elevenlabs with its key and base URL pointed at `fake_elevenlabs`,
+  fast retries; yields the fake.
+* `fake_openai`, `openai_settings` — the same for the OpenAI-compatible LLM.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.openai import FakeOpenAI
+
+
+@pytest.fixture
+async def fake_elevenlabs() -> AsyncIterator[FakeElevenLabs]:
+    async with FakeElevenLabs(stall_seconds=5) as fake:
+        yield fake
+
+
+@pytest.fixture
+def fake_elevenlabs_thread() -> Iterator[FakeElevenLabs]:
+    fake = FakeElevenLabs.start_in_thread()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture
+def elevenlabs_settings(settings, fake_elevenlabs: FakeElevenLabs) -> FakeElevenLabs:
+    providers = copy.deepcopy(settings.TTS_PROVIDERS)
+    options = providers["elevenlabs"]["OPTIONS"]
+    options.update(api_key=fake_elevenlabs.api_key, base_url=fake_elevenlabs.url, timeout=1.0, retry_base_delay=0.01)
+    settings.TTS_PROVIDERS = providers
+    settings.TTS_BACKEND = "elevenlabs"
+    return fake_elevenlabs
+
+
+@pytest.fixture
+async def fake_openai() -> AsyncIterator[FakeOpenAI]:
+    async with FakeOpenAI() as fake:
+        yield fake
+
+
+@pytest.fixture
+def openai_settings(settings, fake_openai: FakeOpenAI) -> FakeOpenAI:
+    providers = copy.deepcopy(settings.LLM_PROVIDERS)
+    providers["openai"]["OPTIONS"].update(base_url=fake_openai.url + "/v1", api_key=fake_openai.api_key, model="fake-1")
+    settings.LLM_PROVIDERS = providers
+    settings.LLM_BACKEND = "openai"
+    return fake_openai
