@@ -269,8 +269,6 @@ class Turn:
             if synthesis.task is not None:
                 synthesis.task.cancel()
         await self.emit("error", {"code": exc.code, "message": exc.message})
-        while await self.chunks.get() is not None:  # let the text finish; nothing more is spoken
-            pass
 
     async def _stop(self, speaker: asyncio.Task[None]) -> None:
         """Cancel the speech side and every upstream request it holds, and wait until they are closed."""

@@ -26,7 +26,9 @@ def other_user(db):
 @pytest.fixture
 def agent(db) -> Agent:
     # Transactional tests flush the data migration's agent, so make sure one exists.
-    agent, _ = Agent.objects.get_or_create(is_default=True, defaults={"name": "Assistant", "language_code": "en"})
+    agent, _ = Agent.objects.get_or_create(
+        is_default=True, defaults={"name": "Assistant", "language_code": "en", "system_prompt": "Be brief."}
+    )
     return agent
 
 

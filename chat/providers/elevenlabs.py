@@ -134,9 +134,13 @@ class ElevenLabsTTS(TTSProvider):
         return self._output_format
 
     def _client(self) -> AsyncElevenLabs:
-        # timeout=None: otherwise the SDK sends its 240 s default with every request, overriding the pool's.
+        # The SDK passes its own timeout with every request, overriding the pool's; timeout=None there
+        # means "no timeout at all" to httpx, so give it ours: on a stream it bounds each gap between chunks.
         return AsyncElevenLabs(
-            api_key=self.api_key, base_url=self.base_url, timeout=None, httpx_client=_pool(self.base_url, self.timeout)
+            api_key=self.api_key,
+            base_url=self.base_url,
+            timeout=self.timeout,
+            httpx_client=_pool(self.base_url, self.timeout),
         )
 
     def _arguments(self, request: SpeechRequest) -> dict[str, Any]:
