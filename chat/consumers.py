@@ -44,7 +44,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         await self.accept()
-        self.output_format = tts_provider(self.agent_tts_alias()).output_format
+        self.output_format = tts_provider().output_format
         await self.emit(
             "conversation_initiation_metadata",
             {
@@ -57,9 +57,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             },
         )
         self.ping_task = asyncio.create_task(self._ping_forever())
-
-    def agent_tts_alias(self) -> str:
-        return ""  # agents share the configured TTS backend; their voice is per agent
 
     @database_sync_to_async
     def _authorize(self) -> bool:

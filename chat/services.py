@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from django.contrib.auth.base_user import AbstractBaseUser
-from django.contrib.auth.models import AnonymousUser
+from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
 from django.db import transaction
 
@@ -32,7 +31,7 @@ def agent_get(*, agent_id: uuid.UUID | str | None) -> Agent:
         raise Agent.DoesNotExist(f"No active agent {agent_id}.") from None
 
 
-def conversation_get(*, owner: AbstractBaseUser | AnonymousUser, conversation_id: uuid.UUID | str) -> Conversation:
+def conversation_get(*, owner: User | AnonymousUser, conversation_id: uuid.UUID | str) -> Conversation:
     """One of `owner`'s conversations; anything else (foreign, unknown, malformed) is DoesNotExist."""
     try:
         return Conversation.objects.select_related("agent").get(pk=conversation_id, owner_id=owner.pk)
@@ -40,7 +39,7 @@ def conversation_get(*, owner: AbstractBaseUser | AnonymousUser, conversation_id
         raise Conversation.DoesNotExist(f"No conversation {conversation_id}.") from None
 
 
-def conversation_create(*, owner: AbstractBaseUser, agent: Agent | None = None, title: str = "") -> Conversation:
+def conversation_create(*, owner: User, agent: Agent | None = None, title: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, agent=agent or agent_default(), title=title[:TITLE_MAX_CHARS])
 
 

@@ -179,7 +179,35 @@ def _table_row(row: str) -> str:
 _SENTENCE_END = re.compile(r"(?:\.{3}|[.!?…]+|[。！？]+|[।؟])[\"'”’»)\]」』）]*(?:\s+|(?<=[。！？」』）])(?=\S))")
 _CLAUSE_BREAK = re.compile(r"(?:[,;:]|\s[–—-])\s+")
 _ABBREVIATIONS = frozenset(
-    "mr mrs ms dr st sr jr prof vs e.g i.e approx fig no nos vol inc ltd co corp dept est mt ft u.s a.m p.m".split()
+    [
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "st",
+        "sr",
+        "jr",
+        "prof",
+        "vs",
+        "e.g",
+        "i.e",
+        "approx",
+        "fig",
+        "no",
+        "nos",
+        "vol",
+        "inc",
+        "ltd",
+        "co",
+        "corp",
+        "dept",
+        "est",
+        "mt",
+        "ft",
+        "u.s",
+        "a.m",
+        "p.m",
+    ]
 )
 
 
@@ -263,7 +291,10 @@ class SpeechChunker:
             if (
                 "\n" in match.group()
                 or text[match.start()] in "。！？"
-                or (_confirms(text[after]) and not (text[match.start()] == "." and _is_abbreviation(text, match.start())))
+                or (
+                    _confirms(text[after])
+                    and not (text[match.start()] == "." and _is_abbreviation(text, match.start()))
+                )
             ):
                 return after
         newline = text.find("\n")

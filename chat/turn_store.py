@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.core.files.base import ContentFile
 from django.core.exceptions import ValidationError
+from django.core.files.base import ContentFile
 from django.db import transaction
 from django.utils import timezone
 
@@ -81,9 +81,7 @@ def history_for(*, conversation: Conversation, agent: Agent) -> list[ChatMessage
 
 
 @database_sync_to_async
-def turn_finish(
-    *, message: Message, text: str, status: str, record: TurnRecord, audio: audio_store.PcmBuffer
-) -> None:
+def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord, audio: audio_store.PcmBuffer) -> None:
     """Record the turn's outcome once: text, status, audio file, timings and cost."""
     message.text = text
     message.status = status
@@ -117,9 +115,9 @@ def playback_report_save(
 ) -> bool:
     """Store what the listener heard on one of this conversation's assistant messages."""
     try:
-        updated = Message.objects.filter(
-            pk=message_id, conversation=conversation, role=Message.Role.ASSISTANT
-        ).update(client_first_audible_ms=first_audible_ms, client_underruns=underruns)
+        updated = Message.objects.filter(pk=message_id, conversation=conversation, role=Message.Role.ASSISTANT).update(
+            client_first_audible_ms=first_audible_ms, client_underruns=underruns
+        )
     except (ValueError, TypeError, ValidationError):
         return False
     return updated == 1

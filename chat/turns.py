@@ -26,7 +26,7 @@ from chat.turn_store import TurnRecord, history_for, turn_begin, turn_finish
 
 logger = logging.getLogger(__name__)
 
-Emit = Callable[[str, dict[str, Any]], Awaitable[None]]
+Emit = Callable[[str, dict[str, Any]], Awaitable[object]]
 
 # At most this many TTS requests of one turn are open at once: the one being relayed and the next.
 MAX_SYNTHESES_IN_FLIGHT = 2
@@ -326,4 +326,3 @@ class _WholeReply:
 async def run_turn(spec: TurnSpec, *, emit: Emit, llm: LLMProvider, tts: TTSProvider | None) -> Message:
     """Convenience wrapper: run one turn with the given providers."""
     return await Turn(spec, emit=emit, llm=llm, tts=tts).run()
-

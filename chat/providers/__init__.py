@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -12,14 +12,13 @@ from chat.providers.base import LLMProvider, ProviderError, TTSProvider
 
 __all__ = ["LLMProvider", "ProviderError", "TTSProvider", "llm_provider", "tts_provider"]
 
-P = TypeVar("P", LLMProvider, TTSProvider)
-
-
-def _load(kind: str, aliases: dict[str, dict[str, Any]], alias: str, base: type[P]) -> P:
+def _load(kind: str, aliases: dict[str, dict[str, Any]], alias: str, base: type) -> Any:
     try:
         config = aliases[alias]
     except KeyError:
-        raise ImproperlyConfigured(f"{kind} provider {alias!r} is not configured; known: {', '.join(aliases)}.") from None
+        raise ImproperlyConfigured(
+            f"{kind} provider {alias!r} is not configured; known: {', '.join(aliases)}."
+        ) from None
     try:
         cls = import_string(config["BACKEND"])
     except ImportError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import dataclass, field
 
 
@@ -32,7 +32,7 @@ class LLMProvider(ABC):
     """Streams a reply to a conversation as text deltas."""
 
     @abstractmethod
-    def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         """Yield the reply's text deltas; raise ProviderError("llm_unavailable", ...) on failure."""
 
 
@@ -84,7 +84,7 @@ class TTSProvider(ABC):
         return f"pcm_{self.sample_rate}"
 
     @abstractmethod
-    def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncIterator[bytes]:
+    def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
         """Yield PCM bytes (any split, not necessarily whole samples) as they arrive.
 
         Raise ProviderError for failures. Closing the iterator (aclose or task cancellation) must

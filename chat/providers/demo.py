@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 
 from chat.providers.base import ChatMessage, LLMProvider
 
@@ -55,7 +55,7 @@ class DemoLLM(LLMProvider):
                 pieces.append(token)
         return pieces
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
         for token in self.tokens(self.reply_for(last)):
             if self.delay:

@@ -7,7 +7,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import httpx
@@ -24,9 +24,7 @@ logger = logging.getLogger(__name__)
 # TLS handshakes. Idle keep-alive connections are kept on purpose; every request and response stream
 # is closed when its generator is closed or its task cancelled.
 _semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = weakref.WeakKeyDictionary()
 
 _RETRYABLE_NETWORK = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.RemoteProtocolError)
 
@@ -56,7 +54,9 @@ def _detail(body: Any) -> tuple[str, str]:
             code = str(detail.get("code") or detail.get("status") or "")
             return code, str(detail.get("message") or "")
         if isinstance(detail, list):
-            messages = [f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)]
+            messages = [
+                f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)
+            ]
             return "validation_error", "; ".join(messages)
     return "", str(body)[:200]
 
@@ -68,7 +68,9 @@ def translate_api_error(exc: ApiError) -> ProviderError:
     if code == "quota_exceeded":
         return ProviderError("tts_quota_exceeded", "The ElevenLabs account is out of credits.", status=status)
     if status == 401:
-        return ProviderError("tts_unavailable", "The ElevenLabs API key was rejected; check ELEVENLABS_API_KEY.", status=401)
+        return ProviderError(
+            "tts_unavailable", "The ElevenLabs API key was rejected; check ELEVENLABS_API_KEY.", status=401
+        )
     if code == "voice_not_found" or status == 404:
         return ProviderError("tts_voice_not_found", "The agent's ElevenLabs voice does not exist.", status=status)
     if status == 422 or status == 400:
@@ -167,7 +169,7 @@ class ElevenLabsTTS(TTSProvider):
             arguments["next_text"] = request.next_text
         return arguments
 
-    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncIterator[bytes]:
+    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
         client = self._client()
         arguments = self._arguments(request)
         # chunk_size None: hand on bytes as they arrive instead of re-buffering them to a fixed size.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import espeakng_loader
@@ -57,7 +57,7 @@ class EspeakTTS(TTSProvider):
         with _lock:
             return _load()[1]
 
-    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncIterator[bytes]:
+    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue()
         stop = threading.Event()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
+from typing import Any, cast
 
 import openai
 
@@ -22,7 +23,7 @@ class OpenAILLM(LLMProvider):
     def __repr__(self) -> str:  # never show the key
         return f"OpenAILLM(base_url={self.base_url!r}, model={self.model!r})"
 
-    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
         client = openai.AsyncOpenAI(
             base_url=self.base_url, api_key=self.api_key or "unused", timeout=self.timeout, max_retries=self.max_retries
@@ -30,7 +31,7 @@ class OpenAILLM(LLMProvider):
         try:
             stream = await client.chat.completions.create(
                 model=self.model,
-                messages=[{"role": m.role, "content": m.content} for m in messages],  # type: ignore[misc]
+                messages=cast(Any, [{"role": m.role, "content": m.content} for m in messages]),
                 stream=True,
             )
             async with stream:
@@ -40,7 +41,9 @@ class OpenAILLM(LLMProvider):
         except openai.APIStatusError as exc:
             raise ProviderError("llm_unavailable", _status_message(exc), status=exc.status_code) from None
         except openai.APIError as exc:  # connection errors, timeouts, broken streams
-            raise ProviderError("llm_unavailable", f"The language model cannot be reached: {type(exc).__name__}.") from None
+            raise ProviderError(
+                "llm_unavailable", f"The language model cannot be reached: {type(exc).__name__}."
+            ) from None
         finally:
             await client.close()
 

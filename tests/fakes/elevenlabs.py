@@ -286,7 +286,11 @@ class FakeElevenLabs:
         rate = int(record.query["output_format"][4:])
         pcm = pcm_for(text, rate, self.ms_per_char)
         response = web.StreamResponse(
-            headers={"Content-Type": "application/json", "request-id": record.request_id, "character-cost": str(len(text))}
+            headers={
+                "Content-Type": "application/json",
+                "request-id": record.request_id,
+                "character-cost": str(len(text)),
+            }
         )
         await response.prepare(request)
         per_char = self.ms_per_char / 1000
@@ -298,7 +302,11 @@ class FakeElevenLabs:
                 "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
             }
             piece = pcm[round(start * per_char * rate) * 2 : round((start + len(chars)) * per_char * rate) * 2]
-            line = {"audio_base64": base64.b64encode(piece).decode(), "alignment": alignment, "normalized_alignment": alignment}
+            line = {
+                "audio_base64": base64.b64encode(piece).decode(),
+                "alignment": alignment,
+                "normalized_alignment": alignment,
+            }
             await response.write(json.dumps(line).encode() + b"\n")
         await response.write_eof()
         record.finished = True
@@ -316,7 +324,9 @@ class FakeElevenLabs:
         if request.headers.get("xi-api-key") != self.api_key:
             return self._error(401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
         voices = [self._voice(v) for v in KNOWN_VOICES]
-        return web.json_response({"voices": voices, "has_more": False, "total_count": len(voices), "next_page_token": None})
+        return web.json_response(
+            {"voices": voices, "has_more": False, "total_count": len(voices), "next_page_token": None}
+        )
 
     async def models(self, request: web.Request) -> web.Response:
         if request.headers.get("xi-api-key") != self.api_key:
