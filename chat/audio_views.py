@@ -31,9 +31,9 @@ def _byte_range(header: str, size: int) -> tuple[int, int] | None:
 @login_required
 def message_audio(request: HttpRequest, pk: str) -> HttpResponse:
     """The WAV of one assistant message: its owner's (or staff's) only; 404 for anything else."""
-    messages = (
-        Message.objects.all() if request.user.is_staff else Message.objects.filter(conversation__owner_id=request.user.pk)
-    )
+    messages = Message.objects.all()
+    if not request.user.is_staff:  # staff review any transcript's audio in the admin
+        messages = messages.filter(conversation__owner_id=request.user.pk)
     try:
         message = messages.get(pk=pk)
     except (Message.DoesNotExist, ValueError):

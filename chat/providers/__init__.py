@@ -12,6 +12,7 @@ from chat.providers.base import LLMProvider, ProviderError, TTSProvider
 
 __all__ = ["LLMProvider", "ProviderError", "TTSProvider", "llm_provider", "tts_provider"]
 
+
 def _load(kind: str, aliases: dict[str, dict[str, Any]], alias: str, base: type) -> Any:
     try:
         config = aliases[alias]
