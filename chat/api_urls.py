@@ -1,9 +1,17 @@
-"""REST API routes (session auth); the schema lives at /api/schema/."""
+"""REST API routes (session auth with CSRF); the OpenAPI schema lives at /api/schema/."""
 
 from django.urls import path
+from rest_framework.routers import SimpleRouter
 
+from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet
 from chat.audio_views import message_audio
 
+router = SimpleRouter()
+router.register("conversations", ConversationViewSet, basename="api-conversation")
+
 urlpatterns = [
+    path("conversations/<uuid:pk>/messages/", ConversationMessagesView.as_view(), name="api-conversation-messages"),
+    path("agents/", AgentListView.as_view(), name="api-agents"),
     path("messages/<uuid:pk>/audio/", message_audio, name="api-message-audio"),
+    *router.urls,
 ]

@@ -63,3 +63,18 @@ def message_create_user(*, conversation: Conversation, text: str) -> Message:
         fields.append("title")
     conversation.save(update_fields=fields)
     return message
+
+
+def conversation_rename(*, conversation: Conversation, title: str) -> Conversation:
+    conversation.title = title.strip()[:TITLE_MAX_CHARS]
+    conversation.save(update_fields=["title", "updated_at"])
+    return conversation
+
+
+def conversation_delete(*, conversation: Conversation) -> None:
+    """Delete a conversation with its messages, and their audio files, which the ORM would leave behind."""
+    files = [m.audio for m in conversation.messages.exclude(audio="")]
+    with transaction.atomic():
+        conversation.delete()
+    for audio in files:
+        audio.storage.delete(audio.name)

@@ -1,4 +1,12 @@
-from django.urls import path  # noqa: F401
+"""Page routes of the chat app."""
+
+from django.urls import path
+
+from chat import views
 
 app_name = "chat"
-urlpatterns: list = []
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("c/<uuid:conversation_id>/", views.index, name="conversation"),
+]
