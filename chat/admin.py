@@ -48,8 +48,8 @@ def _audio_player(message: Message) -> str:
 
 class TranscriptInline(admin.TabularInline):
     model = Message
-    readonly_fields = ["created_at", "role", "status", "text", "audio_player", "first_audio_sent_ms"]
-    fields = readonly_fields
+    fields = ("created_at", "role", "status", "text", "audio_player", "first_audio_sent_ms")
+    readonly_fields = fields
     ordering = ["created_at"]
     extra = 0
     can_delete = False

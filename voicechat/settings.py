@@ -111,8 +111,13 @@ TEMPLATES = [
     },
 ]
 
+_database_url = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+if not _database_url.startswith(("sqlite://", "postgres://", "postgresql://", "pgsql://")):
+    raise ImproperlyConfigured(
+        f"DATABASE_URL={_database_url!r} is not supported; use sqlite:///path or postgres://user@host:port/name."
+    )
 try:
-    DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")}
+    DATABASES = {"default": environ.Env.db_url_config(_database_url)}
 except (environ.ImproperlyConfigured, KeyError, ValueError) as exc:
     raise ImproperlyConfigured(f"DATABASE_URL is not a valid database URL: {exc}") from None
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
