@@ -4,83 +4,28 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests import servers
 from tests.fakes.elevenlabs import FakeElevenLabs
 
-ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.daphne
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def manage(env: dict[str, str], *args: str) -> str:
-    done = subprocess.run(
-        [sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=True
-    )
-    return done.stdout
 
 
 @pytest.fixture
 def daphne_app(tmp_path: Path) -> Iterator[tuple[str, str, FakeElevenLabs]]:
-    """Daphne serving the app on a temp SQLite file, TTS through the fake; yields (base url, cookie, fake)."""
+    """Daphne serving the app, TTS through the fake; yields (base url, session cookie, fake)."""
     fake = FakeElevenLabs.start_in_thread()
-    port = free_port()
-    env = {
-        **os.environ,
-        "DEBUG": "true",
-        "DATABASE_URL": f"sqlite:///{tmp_path / 'db.sqlite3'}",
-        "MEDIA_ROOT": str(tmp_path / "media"),
-        "REDIS_URL": "",
-        "LLM_BACKEND": "demo",
-        "DEMO_LLM_TOKENS_PER_SECOND": "400",
-        "TTS_BACKEND": "elevenlabs",
-        "ELEVENLABS_API_KEY": fake.api_key,
-        "ELEVENLABS_BASE_URL": fake.url,
-    }
-    manage(env, "migrate", "--noinput", "-v0")
-    script = (
-        "from django.contrib.auth import get_user_model; from tests.wsclient import session_cookie_for;"
-        "print(session_cookie_for(get_user_model().objects.create_user('dora', password='x-long-password-1')))"
-    )
-    cookie = manage(env, "shell", "-c", script).strip().splitlines()[-1]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "voicechat.asgi:application"],
-        cwd=ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    overrides = {"TTS_BACKEND": "elevenlabs", "ELEVENLABS_API_KEY": fake.api_key, "ELEVENLABS_BASE_URL": fake.url}
     try:
-        wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", cookie, fake
+        with servers.daphne_app(tmp_path, DEMO_LLM_TOKENS_PER_SECOND="400", **overrides) as app:
+            yield app.url, app.session_cookie("dora"), fake
     finally:
-        server.terminate()
-        server.wait(timeout=10)
         fake.stop()
-
-
-def wait_for_port(port: int, timeout: float = 20) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"Daphne did not listen on {port}")
 
 
 async def test_it_speaks_a_whole_turn_over_a_real_socket(daphne_app: tuple[str, str, FakeElevenLabs]) -> None:
