@@ -44,11 +44,15 @@ class App:
 
     def session_cookie(self, username: str, password: str = "a-long-passphrase-1") -> str:
         """Create a user in the app's database and return a logged-in session cookie for it."""
+        return self.session_cookies([username], password)[0]
+
+    def session_cookies(self, usernames: list[str], password: str = "a-long-passphrase-1") -> list[str]:
         script = (
-            "from django.contrib.auth import get_user_model; from tests.wsclient import session_cookie_for;"
-            f"print(session_cookie_for(get_user_model().objects.create_user({username!r}, password={password!r})))"
+            "from django.contrib.auth import get_user_model; from tests.wsclient import session_cookie_for\n"
+            f"for name in {usernames!r}:\n"
+            f"    print(session_cookie_for(get_user_model().objects.create_user(name, password={password!r})))"
         )
-        return self.manage("shell", "-c", script).strip().splitlines()[-1]
+        return self.manage("shell", "-c", script).strip().splitlines()[-len(usernames) :]
 
 
 @contextmanager

@@ -19,7 +19,7 @@ _TEMPLATES = (
     "```python\nprint('code blocks stay on screen')\n```\n\nThat is all for now. Ask me anything else!",
     "# A quick answer\n\nYou said: *{topic}*. Here is how I would think about it, in three short steps.\n\n"
     "1. Write down what you want to achieve.\n2. Try the smallest version that could work.\n"
-    "3. Measure it, then improve the slowest part.\n\nThe details are on "
+    "3. **Measure it**, then improve the slowest part.\n\nThe details are on "
     "[this page](https://example.com/steps), and the code below is only shown, not spoken.\n\n"
     "```\nmake bench\n```\n\nMost people find the second step the hardest. Good luck, and tell me how it goes.",
     "### Here is what I know\n\nGood question about **{topic}**! Voice replies feel natural when the first "

@@ -7,8 +7,9 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Mapping
+from contextlib import aclosing
+from typing import Any, cast
 
 import httpx
 from elevenlabs import AsyncElevenLabs
@@ -19,31 +20,38 @@ from chat.providers.base import ProviderError, SpeechReceipt, SpeechRequest, TTS
 
 logger = logging.getLogger(__name__)
 
-# One semaphore and one connection pool per event loop, shared by every turn of the process: the
-# semaphore keeps us inside the plan's concurrency limit, the pool lets later chunks skip the TCP and
-# TLS handshakes. Idle keep-alive connections are kept on purpose; every request and response stream
-# is closed when its generator is closed or its task cancelled.
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = weakref.WeakKeyDictionary()
-_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = weakref.WeakKeyDictionary()
+# Process-wide state, one entry per event loop (asyncio objects cannot cross loops): a semaphore per
+# configured limit keeps every turn of the process inside the plan's concurrency, and one keep-alive
+# connection pool per base URL lets later chunks skip the TCP and TLS handshakes. Idle pooled
+# connections are kept on purpose; every request and response stream is closed as soon as its
+# generator is closed or its task cancelled (`async with` around the SDK's stream).
+_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
+    weakref.WeakKeyDictionary()
+)
 
-_RETRYABLE_NETWORK = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout, httpx.RemoteProtocolError)
+_MAX_RETRY_AFTER = 10.0
+_CONNECT_TIMEOUT = 5.0
 
 
 def _semaphore(limit: int) -> asyncio.Semaphore:
-    loop = asyncio.get_running_loop()
-    if loop not in _semaphores:
-        _semaphores[loop] = asyncio.Semaphore(limit)
-    return _semaphores[loop]
+    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
+    return per_loop.setdefault(limit, asyncio.Semaphore(limit))
 
 
-def _pool(base_url: str, timeout: float) -> httpx.AsyncClient:
-    pools = _pools.setdefault(asyncio.get_running_loop(), {})
-    if base_url not in pools:
-        pools[base_url] = httpx.AsyncClient(
-            timeout=httpx.Timeout(timeout, connect=min(timeout, 5.0)),
-            limits=httpx.Limits(max_connections=None, max_keepalive_connections=64),
-        )
-    return pools[base_url]
+def _shared_client(base_url: str) -> httpx.AsyncClient:
+    per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
+    if base_url not in per_loop:
+        per_loop[base_url] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
+    return per_loop[base_url]
+
+
+async def aclose_shared_clients() -> None:
+    """Close the pooled connections of the running loop (tests and shutdown; the next use reopens)."""
+    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
+        await client.aclose()
 
 
 def _detail(body: Any) -> tuple[str, str]:
@@ -51,13 +59,12 @@ def _detail(body: Any) -> tuple[str, str]:
     if isinstance(body, dict):
         detail = body.get("detail", body)
         if isinstance(detail, dict):
-            code = str(detail.get("code") or detail.get("status") or "")
-            return code, str(detail.get("message") or "")
+            return str(detail.get("code") or detail.get("status") or ""), str(detail.get("message") or "")
         if isinstance(detail, list):
-            messages = [
+            problems = [
                 f"{'.'.join(map(str, d.get('loc', [])))}: {d.get('msg')}" for d in detail if isinstance(d, dict)
             ]
-            return "validation_error", "; ".join(messages)
+            return "validation_error", "; ".join(problems)
     return "", str(body)[:200]
 
 
@@ -65,7 +72,7 @@ def translate_api_error(exc: ApiError) -> ProviderError:
     """Map a vendor error to a protocol error code with a message an operator can act on."""
     status = exc.status_code or 0
     code, message = _detail(exc.body)
-    if code == "quota_exceeded":
+    if code == "quota_exceeded":  # a 401, but not a bad key
         return ProviderError("tts_quota_exceeded", "The ElevenLabs account is out of credits.", status=status)
     if status == 401:
         return ProviderError(
@@ -73,25 +80,38 @@ def translate_api_error(exc: ApiError) -> ProviderError:
         )
     if code == "voice_not_found" or status == 404:
         return ProviderError("tts_voice_not_found", "The agent's ElevenLabs voice does not exist.", status=status)
-    if status == 422 or status == 400:
+    if status in (400, 422):
         return ProviderError("tts_invalid_request", f"ElevenLabs rejected the request: {message}", status=status)
     if status == 403:
-        return ProviderError("tts_forbidden", f"ElevenLabs refused this voice or format: {message}", status=403)
+        return ProviderError("tts_forbidden", f"ElevenLabs refused this voice or output format: {message}", status=403)
     if status == 429:
-        return ProviderError(
-            "rate_limited", "ElevenLabs is rate limiting us; please try again shortly.", retryable=True, status=429
-        )
+        message = "ElevenLabs is rate limiting us (too many requests at once); please try again shortly."
+        return ProviderError("rate_limited", message, retryable=True, status=429)
+    retryable = status >= 500 or status == 408
     return ProviderError(
-        "tts_unavailable", f"ElevenLabs is unavailable (HTTP {status}).", retryable=status >= 500, status=status
+        "tts_unavailable", f"ElevenLabs is unavailable (HTTP {status}).", retryable=retryable, status=status
     )
 
 
-def _retry_delay(attempt: int, base: float, error: ApiError | None) -> float:
-    if error is not None and error.headers:
-        retry_after = error.headers.get("retry-after")
-        if retry_after and retry_after.replace(".", "", 1).isdigit():
-            return min(float(retry_after), 10.0)
+def _retry_delay(attempt: int, base: float, headers: Mapping[str, str] | None = None) -> float:
+    """Exponential backoff with jitter, or what the vendor asked for in retry-after(-ms)."""
+    headers = {k.lower(): v for k, v in (headers or {}).items()}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            return min(float(headers[name]) * scale, _MAX_RETRY_AFTER)
+        except (KeyError, ValueError):
+            continue
     return base * (2**attempt) * random.uniform(0.8, 1.2)
+
+
+def _network_error(exc: httpx.TransportError, *, started: bool, timeout: float) -> ProviderError:
+    """An httpx failure as a protocol error; retryable only while no audio has been yielded."""
+    if isinstance(exc, httpx.ReadTimeout | httpx.WriteTimeout):
+        message = f"ElevenLabs stopped sending audio for over {timeout:g} s."
+        return ProviderError("tts_timeout", message, retryable=not started)
+    if started:
+        return ProviderError("tts_stream_failed", "The ElevenLabs audio stream broke off.")
+    return ProviderError("tts_unavailable", "ElevenLabs cannot be reached.", retryable=True)
 
 
 class ElevenLabsTTS(TTSProvider):
@@ -110,18 +130,18 @@ class ElevenLabsTTS(TTSProvider):
         max_concurrency: int = 4,
         timeout: float = 10.0,
         max_retries: int = 2,
-        retry_base_delay: float = 0.25,
+        retry_base_delay: float = 0.2,
     ) -> None:
-        if not output_format.startswith("pcm_"):
-            raise ValueError("ElevenLabsTTS streams raw PCM only; use a pcm_<rate> output format.")
+        if not output_format.startswith("pcm_") or not output_format[4:].isdigit():
+            raise ValueError(f"ElevenLabsTTS streams raw PCM only; {output_format!r} is not pcm_<rate>.")
         self.api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.voice_id = voice_id
         self.model_id = model_id
         self._output_format = output_format
-        self.max_concurrency = max_concurrency
+        self.max_concurrency = max(1, max_concurrency)
         self.timeout = timeout
-        self.max_retries = max_retries
+        self.max_retries = max(0, max_retries)
         self.retry_base_delay = retry_base_delay
 
     def __repr__(self) -> str:  # never show the key
@@ -136,13 +156,17 @@ class ElevenLabsTTS(TTSProvider):
         return self._output_format
 
     def _client(self) -> AsyncElevenLabs:
-        # The SDK passes its own timeout with every request, overriding the pool's; timeout=None there
-        # means "no timeout at all" to httpx, so give it ours: on a stream it bounds each gap between chunks.
+        # The SDK hands its `timeout` to httpx with every request, overriding the pool's (None would
+        # mean no timeout at all). It passes the value through untouched, so an httpx.Timeout works and
+        # bounds connecting apart from each gap between chunks (the read timeout catches stalls).
+        timeout = httpx.Timeout(
+            connect=min(_CONNECT_TIMEOUT, self.timeout), read=self.timeout, write=self.timeout, pool=self.timeout
+        )
         return AsyncElevenLabs(
             api_key=self.api_key,
             base_url=self.base_url,
-            timeout=self.timeout,
-            httpx_client=_pool(self.base_url, self.timeout),
+            timeout=cast(float, timeout),
+            httpx_client=_shared_client(self.base_url),
         )
 
     def _arguments(self, request: SpeechRequest) -> dict[str, Any]:
@@ -161,7 +185,7 @@ class ElevenLabsTTS(TTSProvider):
         }
         if request.language_code:
             arguments["language_code"] = request.language_code
-        if request.previous_request_ids:  # request ids win over text when both are sent; send one
+        if request.previous_request_ids:  # the vendor ignores previous_text when ids are sent
             arguments["previous_request_ids"] = list(request.previous_request_ids[-3:])
         elif request.previous_text:
             arguments["previous_text"] = request.previous_text
@@ -172,39 +196,41 @@ class ElevenLabsTTS(TTSProvider):
     async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
         client = self._client()
         arguments = self._arguments(request)
-        # chunk_size None: hand on bytes as they arrive instead of re-buffering them to a fixed size.
-        options: RequestOptions = {"chunk_size": None}  # type: ignore[typeddict-item]
         voice_id = request.voice_id or self.voice_id
         async with _semaphore(self.max_concurrency):
             for attempt in range(self.max_retries + 1):
+                receipt.extra["attempts"] = str(attempt + 1)
                 started = False
                 try:
-                    async with client.text_to_speech.with_raw_response.stream(
-                        voice_id, **arguments, request_options=options
-                    ) as response:
-                        receipt.request_id = response.headers.get("request-id", "")
-                        cost = response.headers.get("character-cost", "")
-                        receipt.characters = int(cost) if cost.isdigit() else len(request.text)
-                        async for data in response.data:
-                            if not started:
-                                started = True
-                                receipt.first_byte_at = time.monotonic()
+                    # aclosing: an early close of ours must close the HTTP response now, not at GC.
+                    async with aclosing(self._attempt(client, voice_id, arguments, receipt)) as pcm:
+                        async for data in pcm:
+                            started = True
                             yield data
                     return
                 except ApiError as exc:
-                    error = translate_api_error(exc)
-                    if not error.retryable or attempt == self.max_retries:
-                        raise error from None
-                    await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, exc))
-                except httpx.TimeoutException as exc:
-                    if started or attempt == self.max_retries:
-                        raise ProviderError(
-                            "tts_timeout", f"ElevenLabs stopped sending audio for over {self.timeout:g} s."
-                        ) from exc
-                    await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, None))
-                except (httpx.TransportError, *_RETRYABLE_NETWORK) as exc:
-                    if started:
-                        raise ProviderError("tts_stream_failed", "The ElevenLabs audio stream broke off.") from exc
-                    if attempt == self.max_retries:
-                        raise ProviderError("tts_unavailable", "ElevenLabs cannot be reached.") from exc
-                    await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, None))
+                    error, headers = translate_api_error(exc), exc.headers
+                except httpx.TransportError as exc:
+                    error, headers = _network_error(exc, started=started, timeout=self.timeout), None
+                if not error.retryable or attempt == self.max_retries:
+                    raise error
+                logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
+                await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
+
+    async def _attempt(
+        self, client: AsyncElevenLabs, voice_id: str, arguments: dict[str, Any], receipt: SpeechReceipt
+    ) -> AsyncGenerator[bytes, None]:
+        """One request; the response is closed when this generator is closed, however that happens."""
+        # chunk_size None hands bytes on as they arrive; the SDK's default re-buffers to 1 KiB.
+        options = cast(RequestOptions, {"chunk_size": None})
+        async with client.text_to_speech.with_raw_response.stream(
+            voice_id, **arguments, request_options=options
+        ) as response:
+            receipt.request_id = response.headers.get("request-id", "")
+            cost = response.headers.get("character-cost", "")
+            receipt.characters = int(cost) if cost.isdigit() else len(arguments["text"])
+            async for data in response.data:
+                if data:
+                    if receipt.first_byte_at is None:
+                        receipt.first_byte_at = time.monotonic()
+                    yield data

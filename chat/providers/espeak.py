@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import threading
+import time
 from collections.abc import AsyncGenerator
 from typing import Any
 
@@ -43,6 +44,17 @@ def _load() -> tuple[ctypes.CDLL, int]:
     return _library["lib"], _library["rate"]
 
 
+def _acquire(stop: threading.Event) -> bool:
+    """Wait for the library, giving up when the caller stopped listening meanwhile."""
+    while not _lock.acquire(timeout=0.05):
+        if stop.is_set():
+            return False
+    if stop.is_set():
+        _lock.release()
+        return False
+    return True
+
+
 class EspeakTTS(TTSProvider):
     """eSpeak NG at its native rate (22050 Hz), synthesised in a worker thread and streamed as produced."""
 
@@ -54,6 +66,8 @@ class EspeakTTS(TTSProvider):
 
     @property
     def sample_rate(self) -> int:
+        if "rate" in _library:  # read without the lock: a running synthesis must not block the event loop
+            return int(_library["rate"])
         with _lock:
             return _load()[1]
 
@@ -63,18 +77,27 @@ class EspeakTTS(TTSProvider):
         stop = threading.Event()
         voice = request.language_code or self.voice
         rate = round(self.words_per_minute * request.voice_settings.speed)
+        receipt.request_id, receipt.characters = "", 0  # local and free
         worker = loop.run_in_executor(None, self._run, request.text, voice, rate, queue, loop, stop)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
                     raise ProviderError("tts_unavailable", f"eSpeak NG failed: {item}")
+                if receipt.first_byte_at is None:
+                    receipt.first_byte_at = time.monotonic()
                 yield item
         finally:
             stop.set()  # the callback sees it within one buffer (100 ms) and aborts the synthesis
             await asyncio.shield(worker)
 
     def _run(
-        self, text: str, voice: str, rate: int, queue: asyncio.Queue[Any], loop: asyncio.AbstractEventLoop, stop: Any
+        self,
+        text: str,
+        voice: str,
+        rate: int,
+        queue: asyncio.Queue[Any],
+        loop: asyncio.AbstractEventLoop,
+        stop: threading.Event,
     ) -> None:
         def on_audio(wav: Any, samples: int, _events: Any) -> int:
             if samples > 0 and wav:
@@ -83,7 +106,9 @@ class EspeakTTS(TTSProvider):
 
         callback = _CALLBACK(on_audio)
         try:
-            with _lock:
+            if not _acquire(stop):
+                return
+            try:
                 lib, _ = _load()
                 lib.espeak_SetSynthCallback(callback)
                 if lib.espeak_SetVoiceByName(voice.encode()) != 0:
@@ -91,6 +116,8 @@ class EspeakTTS(TTSProvider):
                 lib.espeak_SetParameter(_RATE, max(80, min(rate, 450)), 0)
                 data = text.encode("utf-8") + b"\0"
                 lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)
+            finally:
+                _lock.release()
         except BaseException as exc:  # reported to the event loop, never lost in the thread
             loop.call_soon_threadsafe(queue.put_nowait, exc)
         finally:

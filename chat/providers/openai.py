@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import AsyncGenerator, Sequence
 from typing import Any, cast
 
+import httpx
 import openai
 
 from chat.providers.base import ChatMessage, LLMProvider, ProviderError
@@ -26,7 +27,10 @@ class OpenAILLM(LLMProvider):
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         # Local servers (Ollama, llama.cpp) need no key, but the SDK insists on one.
         client = openai.AsyncOpenAI(
-            base_url=self.base_url, api_key=self.api_key or "unused", timeout=self.timeout, max_retries=self.max_retries
+            base_url=self.base_url,
+            api_key=self.api_key or "not-needed",
+            timeout=self.timeout,
+            max_retries=self.max_retries,
         )
         try:
             stream = await client.chat.completions.create(
@@ -40,12 +44,18 @@ class OpenAILLM(LLMProvider):
                         yield content
         except openai.APIStatusError as exc:
             raise ProviderError("llm_unavailable", _status_message(exc), status=exc.status_code) from None
-        except openai.APIError as exc:  # connection errors, timeouts, broken streams
-            raise ProviderError(
-                "llm_unavailable", f"The language model cannot be reached: {type(exc).__name__}."
-            ) from None
+        except (openai.APIError, httpx.TransportError) as exc:  # connect errors, timeouts, broken streams
+            raise ProviderError("llm_unavailable", _network_message(exc)) from None
         finally:
             await client.close()
+
+
+def _network_message(exc: Exception) -> str:
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException):
+        return "The language model did not answer in time; check OPENAI_BASE_URL or raise OPENAI_TIMEOUT."
+    if isinstance(exc, openai.APIConnectionError | httpx.ConnectError):
+        return "The language model cannot be reached; check OPENAI_BASE_URL and that the server is running."
+    return "The language model's reply broke off; please try again."
 
 
 def _status_message(exc: openai.APIStatusError) -> str:
@@ -55,4 +65,12 @@ def _status_message(exc: openai.APIStatusError) -> str:
         return "The language model is rate limiting us; please try again shortly."
     if exc.status_code == 404:
         return "The language model does not know the configured OPENAI_MODEL."
-    return f"The language model failed (HTTP {exc.status_code})."
+    if exc.status_code >= 500:
+        return f"The language model's server failed (HTTP {exc.status_code}); please try again shortly."
+    return f"The language model refused the request (HTTP {exc.status_code}): {_error_text(exc)}"
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    """The server's own explanation, cut short; it never contains our key."""
+    body = exc.body if isinstance(exc.body, dict) else {}
+    return str(body.get("message") or exc.message)[:200]

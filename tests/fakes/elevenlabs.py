@@ -1,9 +1,16 @@
 """A fake ElevenLabs API on loopback that speaks the vendor's HTTP contract, for the real SDK to talk to.
 
-Usage: `async with FakeElevenLabs() as fake:` in async tests, `FakeElevenLabs.start_in_thread()` for
-sync tests and subprocess servers (Daphne), or `python -m tests.fakes.elevenlabs --port 0` (prints its
-URL on the first line of stdout) for the benchmark. Faults are queued with `fake.fail_next(kind, times)`
-or `POST /_fake/faults {"kind": ..., "times": n}`; kinds are listed in FAULTS.
+Three ways to run it:
+* async, in-process: `async with FakeElevenLabs() as fake:` (the `fake_elevenlabs` fixture);
+* in a thread with its own loop: `fake = FakeElevenLabs.start_in_thread(); fake.url; fake.stop()`;
+* as a process: `python -m tests.fakes.elevenlabs --port 0 --first-byte-ms 150 --realtime [--log-sends PATH]`
+  prints its URL on the first stdout line.
+
+Faults are queued per text-to-speech request with `fake.fail_next(kind, times, retry_after=...)`, or made
+permanent with `fake.fail_always(kind)`; over HTTP: `POST /_fake/faults {"kind", "times", "retry_after",
+"always"}`. Kinds are listed in FAULTS. Introspection: `requests` (RecordedRequest per call),
+`open_streams`, `peak_streams`, and over HTTP `GET /_fake/requests`, `/_fake/sends`, `/_fake/state`,
+`POST /_fake/reset`. Send times are `time.monotonic()`, comparable across processes on one machine.
 """
 
 from __future__ import annotations
@@ -11,50 +18,72 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import contextlib
 import itertools
 import json
 import math
 import struct
-import threading
 import time
 import zlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, TextIO
 
 from aiohttp import web
 
+from tests.fakes.loopback import LoopbackServer, wait_or_disconnect
+
 API_KEY = "test-elevenlabs-key"
-KNOWN_VOICES = ("JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnxnyYXq")
+KNOWN_VOICES = ("JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnxnyYXq", "pNInz6obpgDQGcFmaJgB")
 PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 FAULTS = (
-    "invalid_api_key",  # 401 {"detail": {"status": "invalid_api_key"}}
-    "quota_exceeded",  # 401 {"detail": {"status": "quota_exceeded"}}
+    "invalid_api_key",  # 401 {"detail": {"status": "invalid_api_key", ...}}
+    "quota_exceeded",  # 401 {"detail": {"status": "quota_exceeded", ...}}
     "unprocessable",  # 422 FastAPI validation list
-    "voice_not_found",  # 404 {"detail": {"status": "voice_not_found"}}
-    "rate_limited",  # 429 too_many_concurrent_requests
-    "server_error",  # 500 {"status": "internal_server_error"} (no detail wrapper)
-    "reset",  # 200, some audio, then the connection is cut
-    "stall",  # 200, some audio, then nothing for a long time
+    "voice_not_found",  # 404 {"detail": {"status": "voice_not_found", ...}}
+    "text_too_long",  # 400 {"detail": {"code": "max_character_limit_exceeded", ...}} (the newer shape)
+    "forbidden",  # 403, output format above the plan's tier
+    "rate_limited",  # 429 too_many_concurrent_requests (retry-after header when given)
+    "server_error",  # 500 {"status": "internal_server_error", ...} (no detail wrapper)
+    "reset",  # 200, two chunks of audio, then the connection is cut
+    "stall",  # 200, two chunks of audio, then nothing for `stall_seconds` (or until the client leaves)
 )
+_BREAK_AFTER_CHUNKS = 2
 
 
 def pcm_for(text: str, sample_rate: int, ms_per_char: float = 60.0) -> bytes:
-    """Deterministic PCM s16le for `text`: a tone whose pitch comes from the text, length from its size."""
+    """Deterministic PCM s16le mono for `text`: a tone pitched by the text's hash, `ms_per_char` long per
+    character, faded in and out over 10 ms so both ends are clean but the audio is never silent."""
     samples = max(1, round(len(text) * ms_per_char * sample_rate / 1000))
     period = 20 + zlib.crc32(text.encode()) % 60
-    cycle = struct.pack(f"<{period}h", *(round(8000 * math.sin(2 * math.pi * i / period)) for i in range(period)))
-    return (cycle * (samples // period + 1))[: samples * 2]
+    fade = max(1, min(samples // 4, sample_rate // 100))
+    values = (
+        round(8000 * math.sin(2 * math.pi * i / period) * min(1.0, (i + 1) / fade, (samples - i) / fade))
+        for i in range(samples)
+    )
+    return struct.pack(f"<{samples}h", *values)
+
+
+@dataclass
+class Fault:
+    kind: str
+    retry_after: float | None = None
 
 
 @dataclass
 class RecordedRequest:
+    """One call as the fake saw it; the API key itself is never recorded, only whether it matched."""
+
     path: str
     voice_id: str
     query: dict[str, str]
     body: dict[str, Any]
+    headers: dict[str, str]
     key_ok: bool
     received_at: float
     status: int = 200
+    fault: str = ""
     request_id: str = ""
     sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, bytes) per chunk
     pcm: bytes = b""
@@ -62,45 +91,55 @@ class RecordedRequest:
     disconnected_early: bool = False
 
 
-class FakeElevenLabs:
-    """The fake server; one instance per test. Attributes are read by tests to check what happened."""
+class FakeElevenLabs(LoopbackServer):
+    """The fake server; one instance per test. Tests read its attributes to check what happened."""
 
     def __init__(
         self,
         *,
         api_key: str = API_KEY,
+        voices: Iterable[str] = KNOWN_VOICES,
         first_byte_ms: float = 0.0,
         realtime: bool = False,
         chunk_ms: float = 50.0,
         ms_per_char: float = 60.0,
         stall_seconds: float = 30.0,
+        log_sends: TextIO | None = None,
         port: int = 0,
     ) -> None:
+        super().__init__(port=port)
         self.api_key = api_key
+        self.voices = tuple(voices)
         self.first_byte_ms = first_byte_ms
         self.realtime = realtime
         self.chunk_ms = chunk_ms
         self.ms_per_char = ms_per_char
         self.stall_seconds = stall_seconds
-        self.port = port
+        self.log_sends = log_sends
         self.requests: list[RecordedRequest] = []
-        self.faults: list[str] = []
+        self.faults: list[Fault] = []
+        self.always: Fault | None = None
         self.open_streams = 0
         self.peak_streams = 0
         self._ids = itertools.count(1)
-        self._runner: web.AppRunner | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     # --- control -----------------------------------------------------------------------------
-    def fail_next(self, kind: str, times: int = 1) -> None:
-        if kind not in FAULTS:
-            raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
-        self.faults.extend([kind] * times)
+    def fail_next(self, kind: str, times: int = 1, *, retry_after: float | None = None) -> None:
+        """Answer the next `times` text-to-speech requests with fault `kind`."""
+        self.faults.extend(Fault(_known(kind), retry_after) for _ in range(times))
 
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+    def fail_always(self, kind: str, *, retry_after: float | None = None) -> None:
+        """Answer every text-to-speech request with `kind` until `clear_faults()`."""
+        self.always = Fault(_known(kind), retry_after)
+
+    def clear_faults(self) -> None:
+        self.faults.clear()
+        self.always = None
+
+    def reset(self) -> None:
+        self.clear_faults()
+        self.requests.clear()
+        self.peak_streams = self.open_streams
 
     def tts_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if "/text-to-speech/" in r.path]
@@ -108,6 +147,9 @@ class FakeElevenLabs:
     def sent_pcm(self) -> list[bytes]:
         """The audio actually sent, per text-to-speech request, in request order."""
         return [r.pcm for r in self.tts_requests() if r.pcm]
+
+    def _next_fault(self) -> Fault | None:
+        return self.faults.pop(0) if self.faults else self.always
 
     # --- lifecycle ---------------------------------------------------------------------------
     def app(self) -> web.Application:
@@ -118,58 +160,15 @@ class FakeElevenLabs:
         app.router.add_get("/v2/voices", self.voices_v2)
         app.router.add_get("/v1/models", self.models)
         app.router.add_post("/_fake/faults", self.control_faults)
+        app.router.add_post("/_fake/reset", self.control_reset)
         app.router.add_get("/_fake/requests", self.control_requests)
+        app.router.add_get("/_fake/sends", self.control_sends)
+        app.router.add_get("/_fake/state", self.control_state)
         return app
 
-    async def start(self) -> FakeElevenLabs:
-        self._runner = web.AppRunner(self.app(), handle_signals=False, access_log=None)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", self.port)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return self
-
-    async def close(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-
-    async def __aenter__(self) -> FakeElevenLabs:
-        return await self.start()
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    @classmethod
-    def start_in_thread(cls, **options: Any) -> FakeElevenLabs:
-        fake = cls(**options)
-        ready = threading.Event()
-
-        def serve() -> None:
-            fake._loop = asyncio.new_event_loop()
-            fake._loop.run_until_complete(fake.start())
-            ready.set()
-            fake._loop.run_forever()
-            fake._loop.run_until_complete(fake.close())
-
-        fake._thread = threading.Thread(target=serve, daemon=True)
-        fake._thread.start()
-        ready.wait(10)
-        return fake
-
-    def stop(self) -> None:
-        if self._loop is not None and self._thread is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(10)
-
-    # --- the vendor's endpoints --------------------------------------------------------------
-    def _error(self, status: int, body: Any, request: RecordedRequest | None = None, **headers: str) -> web.Response:
-        if request is not None:
-            request.status = status
-            request.finished = True
-        return web.json_response(body, status=status, headers=headers)
-
+    # --- request checks, in the vendor's order -----------------------------------------------
     async def _accept(self, request: web.Request) -> tuple[RecordedRequest, web.Response | None]:
-        """Record the request and decide on an error answer, if any, exactly as the vendor would."""
+        """Record the request and decide on an error answer, if any, as the vendor would."""
         try:
             body = await request.json()
         except ValueError:
@@ -179,174 +178,263 @@ class FakeElevenLabs:
             voice_id=request.match_info["voice_id"],
             query=dict(request.query),
             body=body if isinstance(body, dict) else {},
+            headers={k.lower(): v for k, v in request.headers.items() if k.lower() != "xi-api-key"},
             key_ok=request.headers.get("xi-api-key") == self.api_key,
             received_at=time.monotonic(),
             request_id=f"req_{next(self._ids)}",
         )
         self.requests.append(record)
-        fault = self.faults.pop(0) if self.faults else ""
-        if not record.key_ok or fault == "invalid_api_key":
-            message = "Invalid API key" if not record.key_ok else "API key revoked"
-            return record, self._error(401, {"detail": {"status": "invalid_api_key", "message": message}}, record)
-        if fault == "quota_exceeded":
-            detail = {"status": "quota_exceeded", "message": "This request exceeds your quota of 10000."}
-            return record, self._error(401, {"detail": detail}, record)
-        if fault == "rate_limited":
-            detail = {"status": "too_many_concurrent_requests", "message": "Too many concurrent requests."}
-            return record, self._error(429, {"detail": detail}, record, **{"retry-after": "0"})
-        if fault == "server_error":
-            return record, self._error(500, {"status": "internal_server_error", "message": "Internal error"}, record)
-        if fault == "voice_not_found" or record.voice_id not in KNOWN_VOICES:
-            detail = {"status": "voice_not_found", "message": f"A voice with voice_id {record.voice_id} was not found."}
-            return record, self._error(404, {"detail": detail}, record)
-        problems = self._validate(record) if fault != "unprocessable" else [("body", "text", "field required")]
+        fault = self._next_fault()
+        record.fault = fault.kind if fault else ""
+        error = self._refusal(record, fault)
+        if error is not None:
+            record.status, record.finished = error.status, True
+        return record, error
+
+    def _refusal(self, record: RecordedRequest, fault: Fault | None) -> web.Response | None:
+        kind = fault.kind if fault else ""
+        if not record.key_ok or kind == "invalid_api_key":
+            return _detail(401, "invalid_api_key", "Invalid API key" if not record.key_ok else "API key revoked")
+        if kind == "quota_exceeded":
+            return _detail(401, "quota_exceeded", "This request exceeds your quota of 10000. You have 0 credits.")
+        if kind == "rate_limited":
+            headers = {} if fault is None or fault.retry_after is None else {"retry-after": f"{fault.retry_after:g}"}
+            return _detail(429, "too_many_concurrent_requests", "Too many concurrent requests.", headers)
+        if kind == "server_error":
+            return web.json_response({"status": "internal_server_error", "message": "Internal error."}, status=500)
+        if kind == "forbidden":
+            return _detail(403, "", "Output format is only available on the Pro tier and above.")
+        if kind == "text_too_long":
+            detail = {"type": "validation_error", "code": "max_character_limit_exceeded", "message": "Text too long."}
+            return web.json_response({"detail": detail}, status=400)
+        if kind == "voice_not_found" or record.voice_id not in self.voices:
+            return _detail(404, "voice_not_found", f"A voice with voice_id {record.voice_id} was not found.")
+        problems = [("body", "text", "field required")] if kind == "unprocessable" else _problems(record)
         if problems:
             errors = [{"loc": list(loc), "msg": msg, "type": "value_error"} for *loc, msg in problems]
-            return record, self._error(422, {"detail": errors}, record)
-        record.status = 200
-        record.body["_fault"] = fault
-        return record, None
+            return web.json_response({"detail": errors}, status=422)
+        return None
 
-    @staticmethod
-    def _validate(record: RecordedRequest) -> list[tuple[str, ...]]:
-        problems: list[tuple[str, ...]] = []
-        fmt = record.query.get("output_format", "mp3_44100_128")
-        if not (fmt.startswith("pcm_") and fmt[4:].isdigit() and int(fmt[4:]) in PCM_RATES):
-            problems.append(("query", "output_format", f"unsupported output format {fmt} in this fake"))
-        if not isinstance(record.body.get("text"), str) or not record.body["text"].strip():
-            problems.append(("body", "text", "field required"))
-        settings = record.body.get("voice_settings") or {}
-        for name in ("stability", "similarity_boost", "style"):
-            if name in settings and settings[name] is not None and not 0 <= settings[name] <= 1:
-                problems.append(("body", "voice_settings", name, "must be between 0 and 1"))
-        speed = settings.get("speed")
-        if speed is not None and not 0.7 <= speed <= 1.2:
-            problems.append(("body", "voice_settings", "speed", "must be between 0.7 and 1.2"))
-        if len(record.body.get("previous_request_ids") or []) > 3:
-            problems.append(("body", "previous_request_ids", "at most 3 ids"))
-        return problems
-
+    # --- the vendor's endpoints --------------------------------------------------------------
     async def stream(self, request: web.Request) -> web.StreamResponse:
         record, error = await self._accept(request)
         if error is not None:
             return error
-        rate = int(record.query["output_format"][4:])
+        rate, content_type = _rate_and_type(record.query["output_format"])
         pcm = pcm_for(record.body["text"], rate, self.ms_per_char)
-        headers = {"request-id": record.request_id, "character-cost": str(len(record.body["text"]))}
-        response = web.StreamResponse(headers={"Content-Type": "application/octet-stream", **headers})
         chunk_bytes = max(2, round(rate * self.chunk_ms / 1000) * 2)
-        self.open_streams += 1
-        self.peak_streams = max(self.peak_streams, self.open_streams)
-        try:
+        chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+        async with _OpenStream(self, record):
+            await wait_or_disconnect(request, self.first_byte_ms / 1000)
+            response = self._response(record, content_type)
             await response.prepare(request)
-            await self._send_pcm(request, response, record, pcm, chunk_bytes, rate)
-        except (ConnectionResetError, asyncio.CancelledError):
-            record.disconnected_early = True
-            raise
-        finally:
-            self.open_streams -= 1
+            await self._send(request, response, record, chunks, rate)
         return response
-
-    async def _send_pcm(
-        self,
-        request: web.Request,
-        response: web.StreamResponse,
-        record: RecordedRequest,
-        pcm: bytes,
-        chunk_bytes: int,
-        rate: int,
-    ) -> None:
-        fault = record.body.pop("_fault", "")
-        start = time.monotonic() + self.first_byte_ms / 1000
-        for index, offset in enumerate(range(0, len(pcm), chunk_bytes)):
-            if fault and index == 2:
-                await self._break(request, fault)
-            due = start + (index * chunk_bytes / 2 / rate if self.realtime else 0)
-            if (delay := due - time.monotonic()) > 0:
-                await asyncio.sleep(delay)
-            chunk = pcm[offset : offset + chunk_bytes]
-            await response.write(chunk)
-            record.sends.append((time.monotonic(), len(chunk)))
-            record.pcm += chunk
-        await response.write_eof()
-        record.finished = True
-
-    async def _break(self, request: web.Request, fault: str) -> None:
-        if fault == "stall":
-            await asyncio.sleep(self.stall_seconds)
-        if request.transport is not None:
-            request.transport.abort()
-        raise ConnectionResetError("fault injected: connection reset mid-stream")
 
     async def stream_with_timestamps(self, request: web.Request) -> web.StreamResponse:
         record, error = await self._accept(request)
         if error is not None:
             return error
         text = record.body["text"]
-        rate = int(record.query["output_format"][4:])
+        rate, _ = _rate_and_type(record.query["output_format"])
         pcm = pcm_for(text, rate, self.ms_per_char)
-        response = web.StreamResponse(
-            headers={
-                "Content-Type": "application/json",
-                "request-id": record.request_id,
-                "character-cost": str(len(text)),
-            }
-        )
-        await response.prepare(request)
-        per_char = self.ms_per_char / 1000
-        for start in range(0, len(text), 10):
-            chars = list(text[start : start + 10])
-            alignment = {
-                "characters": chars,
-                "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
-                "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
-            }
-            piece = pcm[round(start * per_char * rate) * 2 : round((start + len(chars)) * per_char * rate) * 2]
-            line = {
-                "audio_base64": base64.b64encode(piece).decode(),
-                "alignment": alignment,
-                "normalized_alignment": alignment,
-            }
-            await response.write(json.dumps(line).encode() + b"\n")
-        await response.write_eof()
-        record.finished = True
+        lines = [json.dumps(line).encode() + b"\n" for line in _timestamped(text, pcm, rate, self.ms_per_char)]
+        async with _OpenStream(self, record):
+            await wait_or_disconnect(request, self.first_byte_ms / 1000)
+            response = self._response(record, "application/json")
+            await response.prepare(request)
+            await self._send(request, response, record, lines, rate, paced=False)
         return response
 
-    def _voice(self, voice_id: str) -> dict[str, Any]:
-        return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
+    def _response(self, record: RecordedRequest, content_type: str) -> web.StreamResponse:
+        headers = {"request-id": record.request_id, "character-cost": str(len(record.body["text"]))}
+        return web.StreamResponse(headers={"Content-Type": content_type, **headers})
+
+    async def _send(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        record: RecordedRequest,
+        chunks: list[bytes],
+        rate: int,
+        paced: bool = True,
+    ) -> None:
+        start = time.monotonic()
+        sent_samples = 0
+        for index, chunk in enumerate(chunks):
+            if index == _BREAK_AFTER_CHUNKS and record.fault in ("reset", "stall"):
+                await self._break(request, record.fault)
+            if self.realtime and paced:  # chunk i leaves at t0 + the audio duration already sent
+                await wait_or_disconnect(request, start + sent_samples / rate - time.monotonic())
+            await response.write(chunk)
+            self._log_send(record, len(chunk))
+            record.pcm += chunk
+            sent_samples += len(chunk) // 2
+        await response.write_eof()
+        record.finished = True
+
+    def _log_send(self, record: RecordedRequest, size: int) -> None:
+        now = time.monotonic()
+        record.sends.append((now, size))
+        if self.log_sends is not None:
+            self.log_sends.write(json.dumps({"request_id": record.request_id, "t": now, "bytes": size}) + "\n")
+            self.log_sends.flush()
+
+    async def _break(self, request: web.Request, fault: str) -> None:
+        if fault == "stall":
+            await wait_or_disconnect(request, self.stall_seconds)
+        if request.transport is not None:
+            request.transport.abort()
+        raise ConnectionResetError("fault injected: connection reset mid-stream")
+
+    def _unauthorized(self, request: web.Request) -> web.Response | None:
+        if request.headers.get("xi-api-key") == self.api_key:
+            return None
+        return _detail(401, "invalid_api_key", "Invalid API key")
 
     async def voices_v1(self, request: web.Request) -> web.Response:
-        if request.headers.get("xi-api-key") != self.api_key:
-            return self._error(401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
-        return web.json_response({"voices": [self._voice(v) for v in KNOWN_VOICES]})
+        return self._unauthorized(request) or web.json_response({"voices": [_voice(v) for v in self.voices]})
 
     async def voices_v2(self, request: web.Request) -> web.Response:
-        if request.headers.get("xi-api-key") != self.api_key:
-            return self._error(401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
-        voices = [self._voice(v) for v in KNOWN_VOICES]
+        if (refused := self._unauthorized(request)) is not None:
+            return refused
+        size = int(request.query.get("page_size", "10"))
+        start = int(request.query.get("next_page_token") or 0)
+        page = [_voice(v) for v in self.voices[start : start + size]]
+        more = start + size < len(self.voices)
         return web.json_response(
-            {"voices": voices, "has_more": False, "total_count": len(voices), "next_page_token": None}
+            {
+                "voices": page,
+                "has_more": more,
+                "total_count": len(self.voices),
+                "next_page_token": str(start + size) if more else None,
+            }
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        if request.headers.get("xi-api-key") != self.api_key:
-            return self._error(401, {"detail": {"status": "invalid_api_key", "message": "Invalid API key"}})
-        models = [
-            {"model_id": "eleven_flash_v2_5", "name": "Eleven Flash v2.5", "can_do_text_to_speech": True,
-             "maximum_text_length_per_request": 40000, "languages": [{"language_id": "en", "name": "English"}]},
-            {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
-             "maximum_text_length_per_request": 10000, "languages": [{"language_id": "en", "name": "English"}]},
-        ]  # fmt: skip
-        return web.json_response(models)
+        return self._unauthorized(request) or web.json_response(_MODELS)
 
+    # --- test control ------------------------------------------------------------------------
     async def control_faults(self, request: web.Request) -> web.Response:
         data = await request.json()
-        self.fail_next(data["kind"], int(data.get("times", 1)))
-        return web.json_response({"queued": self.faults})
+        try:
+            if data.get("always"):
+                self.fail_always(data["kind"], retry_after=data.get("retry_after"))
+            else:
+                self.fail_next(data["kind"], int(data.get("times", 1)), retry_after=data.get("retry_after"))
+        except (KeyError, ValueError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        return web.json_response({"queued": [f.kind for f in self.faults], "always": _kind(self.always)})
+
+    async def control_reset(self, request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
 
     async def control_requests(self, request: web.Request) -> web.Response:
         rows = [{k: v for k, v in asdict(r).items() if k != "pcm"} | {"pcm_bytes": len(r.pcm)} for r in self.requests]
         return web.json_response(rows)
+
+    async def control_sends(self, request: web.Request) -> web.Response:
+        return web.json_response([{"request_id": r.request_id, "sends": r.sends} for r in self.tts_requests()])
+
+    async def control_state(self, request: web.Request) -> web.Response:
+        state = {"open_streams": self.open_streams, "peak_streams": self.peak_streams, "requests": len(self.requests)}
+        return web.json_response(state)
+
+
+class _OpenStream:
+    """Counts a streaming answer as open from its first moment until its handler ends, however it ends."""
+
+    def __init__(self, fake: FakeElevenLabs, record: RecordedRequest) -> None:
+        self.fake, self.record = fake, record
+
+    async def __aenter__(self) -> None:
+        self.fake.open_streams += 1
+        self.fake.peak_streams = max(self.fake.peak_streams, self.fake.open_streams)
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.fake.open_streams -= 1
+        if exc_type is not None and issubclass(exc_type, ConnectionResetError | asyncio.CancelledError):
+            # Faults cut the stream on purpose; only a client leaving on its own counts as "early".
+            self.record.disconnected_early = not self.record.fault
+
+
+def _known(kind: str) -> str:
+    if kind not in FAULTS:
+        raise ValueError(f"unknown fault {kind!r}; known: {', '.join(FAULTS)}")
+    return kind
+
+
+def _kind(fault: Fault | None) -> str | None:
+    return fault.kind if fault else None
+
+
+def _detail(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return web.json_response({"detail": {"status": code, "message": message}}, status=status, headers=headers)
+
+
+def _rate_and_type(output_format: str) -> tuple[int, str]:
+    """Sample rate and content type; mp3_* answers the same PCM labelled as MP3 (the fake encodes nothing)."""
+    kind, rate = output_format.split("_")[:2]
+    return int(rate), "audio/mpeg" if kind == "mp3" else "application/octet-stream"
+
+
+def _problems(record: RecordedRequest) -> list[tuple[str, ...]]:
+    """FastAPI-style validation problems as (loc..., msg) tuples."""
+    problems: list[tuple[str, ...]] = []
+    fmt = record.query.get("output_format", "mp3_44100_128")
+    parts = fmt.split("_")
+    pcm_ok = len(parts) == 2 and parts[0] == "pcm" and parts[1].isdigit() and int(parts[1]) in PCM_RATES
+    mp3_ok = len(parts) == 3 and parts[0] == "mp3" and parts[1] in ("22050", "24000", "44100") and parts[2].isdigit()
+    if not (pcm_ok or mp3_ok):
+        problems.append(("query", "output_format", f"unsupported output format {fmt}"))
+    if not isinstance(record.body.get("text"), str) or not record.body["text"].strip():
+        problems.append(("body", "text", "field required"))
+    settings = record.body.get("voice_settings") or {}
+    for name in ("stability", "similarity_boost", "style"):
+        if settings.get(name) is not None and not 0 <= settings[name] <= 1:
+            problems.append(("body", "voice_settings", name, "must be between 0 and 1"))
+    if settings.get("speed") is not None and not 0.7 <= settings["speed"] <= 1.2:
+        problems.append(("body", "voice_settings", "speed", "must be between 0.7 and 1.2"))
+    if len(record.body.get("previous_request_ids") or []) > 3:
+        problems.append(("body", "previous_request_ids", "at most 3 ids"))
+    return problems
+
+
+def _timestamped(text: str, pcm: bytes, rate: int, ms_per_char: float) -> list[dict[str, Any]]:
+    """NDJSON lines of /stream/with-timestamps: ten characters of audio and alignment per line."""
+    per_char = ms_per_char / 1000
+    lines = []
+    for start in range(0, len(text), 10):
+        chars = list(text[start : start + 10])
+        alignment = {
+            "characters": chars,
+            "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
+            "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
+        }
+        end = len(pcm) if start + 10 >= len(text) else round((start + 10) * per_char * rate) * 2
+        piece = pcm[round(start * per_char * rate) * 2 : end]
+        lines.append(
+            {
+                "audio_base64": base64.b64encode(piece).decode(),
+                "alignment": alignment,
+                "normalized_alignment": alignment,
+            }
+        )
+    return lines
+
+
+def _voice(voice_id: str) -> dict[str, Any]:
+    return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
+
+
+_ENGLISH = [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}]
+_MODELS = [
+    {"model_id": "eleven_flash_v2_5", "name": "Eleven Flash v2.5", "can_do_text_to_speech": True,
+     "can_be_finetuned": False, "maximum_text_length_per_request": 40000, "languages": _ENGLISH},
+    {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
+     "can_be_finetuned": True, "maximum_text_length_per_request": 10000, "languages": _ENGLISH},
+]  # fmt: skip
 
 
 def main() -> None:
@@ -356,12 +444,15 @@ def main() -> None:
     parser.add_argument("--first-byte-ms", type=float, default=150.0)
     parser.add_argument("--realtime", action="store_true", help="pace audio at real time")
     parser.add_argument("--chunk-ms", type=float, default=50.0)
+    parser.add_argument("--log-sends", type=Path, help="append one JSON line per chunk sent to this file")
     args = parser.parse_args()
+    log = args.log_sends.open("a") if args.log_sends else None
     fake = FakeElevenLabs(
         api_key=args.api_key,
         first_byte_ms=args.first_byte_ms,
         realtime=args.realtime,
         chunk_ms=args.chunk_ms,
+        log_sends=log,
         port=args.port,
     )
 
@@ -370,7 +461,8 @@ def main() -> None:
         print(fake.url, flush=True)
         await asyncio.Event().wait()
 
-    asyncio.run(serve())
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
 
 
 if __name__ == "__main__":

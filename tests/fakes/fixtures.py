@@ -1,10 +1,14 @@
 """Pytest fixtures that start the loopback vendor fakes and point the settings at them.
 
-* `fake_elevenlabs` — an in-process FakeElevenLabs on the test's event loop (async tests).
-* `fake_elevenlabs_thread` — the same in a background thread (sync tests, subprocesses).
-* `elevenlabs_settings` — TTS_BACKEND=elevenlabs with its key and base URL pointed at `fake_elevenlabs`,
-  fast retries; yields the fake.
-* `fake_openai`, `openai_settings` — the same for the OpenAI-compatible LLM.
+* `fake_elevenlabs` — an in-process FakeElevenLabs on the test's event loop (async tests); stalls last 5 s.
+  On teardown the provider's pooled keep-alive connections of this loop are closed too.
+* `fake_elevenlabs_thread` — the same in a background thread with its own loop (sync tests, subprocesses).
+* `elevenlabs_settings` — TTS_BACKEND="elevenlabs", its OPTIONS pointed at `fake_elevenlabs` (api_key,
+  base_url), timeout 1 s, retry_base_delay 0.01 s; returns the fake.
+* `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
+  (LLM_BACKEND="openai", base_url `fake.url + "/v1"`, model "fake-1"); `openai_settings` returns the fake.
+
+Fault names, recorded requests and counters are documented in tests/fakes/elevenlabs.py and openai.py.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
+from chat.providers.elevenlabs import aclose_shared_clients
 from tests.fakes.elevenlabs import FakeElevenLabs
 from tests.fakes.openai import FakeOpenAI
 
@@ -22,6 +27,7 @@ from tests.fakes.openai import FakeOpenAI
 async def fake_elevenlabs() -> AsyncIterator[FakeElevenLabs]:
     async with FakeElevenLabs(stall_seconds=5) as fake:
         yield fake
+        await aclose_shared_clients()
 
 
 @pytest.fixture
@@ -45,6 +51,13 @@ def elevenlabs_settings(settings, fake_elevenlabs: FakeElevenLabs) -> FakeEleven
 async def fake_openai() -> AsyncIterator[FakeOpenAI]:
     async with FakeOpenAI() as fake:
         yield fake
+
+
+@pytest.fixture
+def fake_openai_thread() -> Iterator[FakeOpenAI]:
+    fake = FakeOpenAI.start_in_thread()
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture

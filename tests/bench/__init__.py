@@ -1,0 +1,1 @@
+"""The voice-path benchmark: `make bench` (python -m tests.bench)."""
