@@ -49,17 +49,19 @@ class TurnRecord:
 
 
 @database_sync_to_async
-def turn_begin(*, conversation: Conversation, text: str) -> tuple[Message, Message]:
-    """Save the user's message (before anything else can fail) and open the assistant's."""
+def turn_begin(*, conversation: Conversation, agent: Agent, text: str) -> tuple[Message, Message, list[ChatMessage]]:
+    """Save the user's message (before anything else can fail), open the assistant's and read the history.
+
+    One trip to the database thread: every trip waits its turn behind every other connection's.
+    """
     with transaction.atomic():
         user_message = message_create_user(conversation=conversation, text=text)
         reply = Message.objects.create(
             conversation=conversation, role=Message.Role.ASSISTANT, status=Message.Status.STREAMING
         )
-    return user_message, reply
+    return user_message, reply, history_for(conversation=conversation, agent=agent)
 
 
-@database_sync_to_async
 def history_for(*, conversation: Conversation, agent: Agent) -> list[ChatMessage]:
     """The system prompt plus the latest messages that fit in LLM_HISTORY_CHARS, oldest first."""
     budget = settings.LLM_HISTORY_CHARS

@@ -22,7 +22,7 @@ from chat.protocol import TurnMetrics
 from chat.providers import LLMProvider, ProviderError, TTSProvider
 from chat.providers.base import SpeechReceipt, SpeechRequest, VoiceSettings
 from chat.speech import SpeechChunker, speakable_text
-from chat.turn_store import TurnRecord, history_for, turn_begin, turn_finish
+from chat.turn_store import TurnRecord, turn_begin, turn_finish
 
 logger = logging.getLogger(__name__)
 
@@ -76,15 +76,16 @@ class Turn:
 
     async def run(self) -> Message:
         """Run the turn to its end and return the assistant message; re-raises cancellation."""
-        begin = asyncio.ensure_future(turn_begin(conversation=self.spec.conversation, text=self.spec.text))
+        spec = self.spec
+        begin = asyncio.ensure_future(turn_begin(conversation=spec.conversation, agent=spec.agent, text=spec.text))
         try:
             await asyncio.shield(begin)
         except asyncio.CancelledError:
             await begin  # the messages are being written: finish that so nothing is half-saved
-            self.user_message, self.message = begin.result()
+            self.user_message, self.message, self.history = begin.result()
             await self._interrupted(None)
             raise
-        self.user_message, self.message = begin.result()
+        self.user_message, self.message, self.history = begin.result()
         await self.emit(
             "user_transcript",
             {"user_transcript": self.user_message.text, "message_id": str(self.user_message.id)},
@@ -132,11 +133,10 @@ class Turn:
     # --- text -------------------------------------------------------------------------------
     async def _generate(self) -> None:
         message_id = str(self.message.id)
-        history = await history_for(conversation=self.spec.conversation, agent=self.spec.agent)
         chunker = SpeechChunker() if not self.spec.whole_reply else _WholeReply()
         await self.emit("agent_chat_response_part", {"text": "", "type": "start", "message_id": message_id})
         try:
-            async with aclosing(self.llm.stream(history)) as deltas:
+            async with aclosing(self.llm.stream(self.history)) as deltas:
                 async for delta in deltas:
                     if not delta:
                         continue
