@@ -57,7 +57,10 @@ class DemoLLM(LLMProvider):
 
     async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
         last = next((m.content for m in reversed(messages) if m.role == "user"), "")
-        for token in self.tokens(self.reply_for(last)):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        for index, token in enumerate(self.tokens(self.reply_for(last))):
             if self.delay:
-                await asyncio.sleep(self.delay)
+                # Sleep to an absolute deadline so timer slack does not add up over a reply.
+                await asyncio.sleep(max(0.0, started + (index + 1) * self.delay - loop.time()))
             yield token

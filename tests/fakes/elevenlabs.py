@@ -17,15 +17,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import base64
 import contextlib
-import functools
 import itertools
 import json
-import math
-import struct
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,11 +28,20 @@ from typing import Any, TextIO
 
 from aiohttp import web
 
+from tests.fakes.elevenlabs_contract import (
+    MODELS,
+    pcm_for,
+    rate_and_type,
+    timestamped_lines,
+    validation_problems,
+    voice_json,
+)
 from tests.fakes.loopback import LoopbackServer, wait_or_disconnect
+
+__all__ = ["API_KEY", "FAULTS", "KNOWN_VOICES", "FakeElevenLabs", "Fault", "RecordedRequest", "pcm_for"]
 
 API_KEY = "test-elevenlabs-key"
 KNOWN_VOICES = ("JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnxnyYXq", "pNInz6obpgDQGcFmaJgB")
-PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
 FAULTS = (
     "invalid_api_key",  # 401 {"detail": {"status": "invalid_api_key", ...}}
     "quota_exceeded",  # 401 {"detail": {"status": "quota_exceeded", ...}}
@@ -51,20 +55,6 @@ FAULTS = (
     "stall",  # 200, two chunks of audio, then nothing for `stall_seconds` (or until the client leaves)
 )
 _BREAK_AFTER_CHUNKS = 2
-
-
-@functools.lru_cache(maxsize=512)  # the benchmark asks for the same sentences hundreds of times
-def pcm_for(text: str, sample_rate: int, ms_per_char: float = 60.0) -> bytes:
-    """Deterministic PCM s16le mono for `text`: a tone pitched by the text's hash, `ms_per_char` long per
-    character, faded in and out over 10 ms so both ends are clean but the audio is never silent."""
-    samples = max(1, round(len(text) * ms_per_char * sample_rate / 1000))
-    period = 20 + zlib.crc32(text.encode()) % 60
-    fade = max(1, min(samples // 4, sample_rate // 100))
-    values = (
-        round(8000 * math.sin(2 * math.pi * i / period) * min(1.0, (i + 1) / fade, (samples - i) / fade))
-        for i in range(samples)
-    )
-    return struct.pack(f"<{samples}h", *values)
 
 
 @dataclass
@@ -213,7 +203,11 @@ class FakeElevenLabs(LoopbackServer):
             return web.json_response({"detail": detail}, status=400)
         if kind == "voice_not_found" or record.voice_id not in self.voices:
             return _detail(404, "voice_not_found", f"A voice with voice_id {record.voice_id} was not found.")
-        problems = [("body", "text", "field required")] if kind == "unprocessable" else _problems(record)
+        problems = (
+            [("body", "text", "field required")]
+            if kind == "unprocessable"
+            else validation_problems(record.query, record.body)
+        )
         if problems:
             errors = [{"loc": list(loc), "msg": msg, "type": "value_error"} for *loc, msg in problems]
             return web.json_response({"detail": errors}, status=422)
@@ -224,7 +218,7 @@ class FakeElevenLabs(LoopbackServer):
         record, error = await self._accept(request)
         if error is not None:
             return error
-        rate, content_type = _rate_and_type(record.query["output_format"])
+        rate, content_type = rate_and_type(record.query["output_format"])
         pcm = pcm_for(record.body["text"], rate, self.ms_per_char)
         chunk_bytes = max(2, round(rate * self.chunk_ms / 1000) * 2)
         chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
@@ -240,9 +234,9 @@ class FakeElevenLabs(LoopbackServer):
         if error is not None:
             return error
         text = record.body["text"]
-        rate, _ = _rate_and_type(record.query["output_format"])
+        rate, _ = rate_and_type(record.query["output_format"])
         pcm = pcm_for(text, rate, self.ms_per_char)
-        lines = [json.dumps(line).encode() + b"\n" for line in _timestamped(text, pcm, rate, self.ms_per_char)]
+        lines = [json.dumps(line).encode() + b"\n" for line in timestamped_lines(text, pcm, rate, self.ms_per_char)]
         async with _OpenStream(self, record):
             await wait_or_disconnect(request, self.first_byte_ms / 1000)
             response = self._response(record, "application/json")
@@ -298,14 +292,14 @@ class FakeElevenLabs(LoopbackServer):
         return _detail(401, "invalid_api_key", "Invalid API key")
 
     async def voices_v1(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response({"voices": [_voice(v) for v in self.voices]})
+        return self._unauthorized(request) or web.json_response({"voices": [voice_json(v) for v in self.voices]})
 
     async def voices_v2(self, request: web.Request) -> web.Response:
         if (refused := self._unauthorized(request)) is not None:
             return refused
         size = int(request.query.get("page_size", "10"))
         start = int(request.query.get("next_page_token") or 0)
-        page = [_voice(v) for v in self.voices[start : start + size]]
+        page = [voice_json(v) for v in self.voices[start : start + size]]
         more = start + size < len(self.voices)
         return web.json_response(
             {
@@ -317,7 +311,7 @@ class FakeElevenLabs(LoopbackServer):
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response(_MODELS)
+        return self._unauthorized(request) or web.json_response(MODELS)
 
     # --- test control ------------------------------------------------------------------------
     async def control_faults(self, request: web.Request) -> web.Response:
@@ -377,70 +371,6 @@ def _kind(fault: Fault | None) -> str | None:
 
 def _detail(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> web.Response:
     return web.json_response({"detail": {"status": code, "message": message}}, status=status, headers=headers)
-
-
-def _rate_and_type(output_format: str) -> tuple[int, str]:
-    """Sample rate and content type; mp3_* answers the same PCM labelled as MP3 (the fake encodes nothing)."""
-    kind, rate = output_format.split("_")[:2]
-    return int(rate), "audio/mpeg" if kind == "mp3" else "application/octet-stream"
-
-
-def _problems(record: RecordedRequest) -> list[tuple[str, ...]]:
-    """FastAPI-style validation problems as (loc..., msg) tuples."""
-    problems: list[tuple[str, ...]] = []
-    fmt = record.query.get("output_format", "mp3_44100_128")
-    parts = fmt.split("_")
-    pcm_ok = len(parts) == 2 and parts[0] == "pcm" and parts[1].isdigit() and int(parts[1]) in PCM_RATES
-    mp3_ok = len(parts) == 3 and parts[0] == "mp3" and parts[1] in ("22050", "24000", "44100") and parts[2].isdigit()
-    if not (pcm_ok or mp3_ok):
-        problems.append(("query", "output_format", f"unsupported output format {fmt}"))
-    if not isinstance(record.body.get("text"), str) or not record.body["text"].strip():
-        problems.append(("body", "text", "field required"))
-    settings = record.body.get("voice_settings") or {}
-    for name in ("stability", "similarity_boost", "style"):
-        if settings.get(name) is not None and not 0 <= settings[name] <= 1:
-            problems.append(("body", "voice_settings", name, "must be between 0 and 1"))
-    if settings.get("speed") is not None and not 0.7 <= settings["speed"] <= 1.2:
-        problems.append(("body", "voice_settings", "speed", "must be between 0.7 and 1.2"))
-    if len(record.body.get("previous_request_ids") or []) > 3:
-        problems.append(("body", "previous_request_ids", "at most 3 ids"))
-    return problems
-
-
-def _timestamped(text: str, pcm: bytes, rate: int, ms_per_char: float) -> list[dict[str, Any]]:
-    """NDJSON lines of /stream/with-timestamps: ten characters of audio and alignment per line."""
-    per_char = ms_per_char / 1000
-    lines = []
-    for start in range(0, len(text), 10):
-        chars = list(text[start : start + 10])
-        alignment = {
-            "characters": chars,
-            "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
-            "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
-        }
-        end = len(pcm) if start + 10 >= len(text) else round((start + 10) * per_char * rate) * 2
-        piece = pcm[round(start * per_char * rate) * 2 : end]
-        lines.append(
-            {
-                "audio_base64": base64.b64encode(piece).decode(),
-                "alignment": alignment,
-                "normalized_alignment": alignment,
-            }
-        )
-    return lines
-
-
-def _voice(voice_id: str) -> dict[str, Any]:
-    return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
-
-
-_ENGLISH = [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}]
-_MODELS = [
-    {"model_id": "eleven_flash_v2_5", "name": "Eleven Flash v2.5", "can_do_text_to_speech": True,
-     "can_be_finetuned": False, "maximum_text_length_per_request": 40000, "languages": _ENGLISH},
-    {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
-     "can_be_finetuned": True, "maximum_text_length_per_request": 10000, "languages": _ENGLISH},
-]  # fmt: skip
 
 
 def main() -> None:

@@ -1,0 +1,92 @@
+"""What the fake ElevenLabs answers, as pure functions: its audio, validation, alignment and catalogue."""
+
+from __future__ import annotations
+
+import base64
+import functools
+import math
+import struct
+import zlib
+from typing import Any
+
+PCM_RATES = (8000, 16000, 22050, 24000, 32000, 44100, 48000)
+
+
+@functools.lru_cache(maxsize=512)  # the benchmark asks for the same sentences hundreds of times
+def pcm_for(text: str, sample_rate: int, ms_per_char: float = 60.0) -> bytes:
+    """Deterministic PCM s16le mono for `text`: a tone pitched by the text's hash, `ms_per_char` long per
+    character, faded in and out over 10 ms so both ends are clean but the audio is never silent."""
+    samples = max(1, round(len(text) * ms_per_char * sample_rate / 1000))
+    period = 20 + zlib.crc32(text.encode()) % 60
+    cycle = [round(8000 * math.sin(2 * math.pi * i / period)) for i in range(period)]
+    values = (cycle * (samples // period + 1))[:samples]  # repeating one cycle keeps long texts cheap
+    fade = max(1, min(samples // 4, sample_rate // 100))
+    for i in range(fade):
+        gain = (i + 1) / fade
+        values[i] = round(values[i] * gain)
+        values[-1 - i] = round(values[-1 - i] * gain)
+    return struct.pack(f"<{samples}h", *values)
+
+
+def rate_and_type(output_format: str) -> tuple[int, str]:
+    """Sample rate and content type; mp3_* answers the same PCM labelled as MP3 (the fake encodes nothing)."""
+    kind, rate = output_format.split("_")[:2]
+    return int(rate), "audio/mpeg" if kind == "mp3" else "application/octet-stream"
+
+
+def validation_problems(query: dict[str, str], body: dict[str, Any]) -> list[tuple[str, ...]]:
+    """FastAPI-style validation problems as (loc..., msg) tuples."""
+    problems: list[tuple[str, ...]] = []
+    fmt = query.get("output_format", "mp3_44100_128")
+    parts = fmt.split("_")
+    pcm_ok = len(parts) == 2 and parts[0] == "pcm" and parts[1].isdigit() and int(parts[1]) in PCM_RATES
+    mp3_ok = len(parts) == 3 and parts[0] == "mp3" and parts[1] in ("22050", "24000", "44100") and parts[2].isdigit()
+    if not (pcm_ok or mp3_ok):
+        problems.append(("query", "output_format", f"unsupported output format {fmt}"))
+    if not isinstance(body.get("text"), str) or not body["text"].strip():
+        problems.append(("body", "text", "field required"))
+    settings = body.get("voice_settings") or {}
+    for name in ("stability", "similarity_boost", "style"):
+        if settings.get(name) is not None and not 0 <= settings[name] <= 1:
+            problems.append(("body", "voice_settings", name, "must be between 0 and 1"))
+    if settings.get("speed") is not None and not 0.7 <= settings["speed"] <= 1.2:
+        problems.append(("body", "voice_settings", "speed", "must be between 0.7 and 1.2"))
+    if len(body.get("previous_request_ids") or []) > 3:
+        problems.append(("body", "previous_request_ids", "at most 3 ids"))
+    return problems
+
+
+def timestamped_lines(text: str, pcm: bytes, rate: int, ms_per_char: float) -> list[dict[str, Any]]:
+    """NDJSON lines of /stream/with-timestamps: ten characters of audio and alignment per line."""
+    per_char = ms_per_char / 1000
+    lines = []
+    for start in range(0, len(text), 10):
+        chars = list(text[start : start + 10])
+        alignment = {
+            "characters": chars,
+            "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
+            "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
+        }
+        end = len(pcm) if start + 10 >= len(text) else round((start + 10) * per_char * rate) * 2
+        piece = pcm[round(start * per_char * rate) * 2 : end]
+        lines.append(
+            {
+                "audio_base64": base64.b64encode(piece).decode(),
+                "alignment": alignment,
+                "normalized_alignment": alignment,
+            }
+        )
+    return lines
+
+
+def voice_json(voice_id: str) -> dict[str, Any]:
+    return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
+
+
+LANGUAGES = [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}]
+MODELS = [
+    {"model_id": "eleven_flash_v2_5", "name": "Eleven Flash v2.5", "can_do_text_to_speech": True,
+     "can_be_finetuned": False, "maximum_text_length_per_request": 40000, "languages": LANGUAGES},
+    {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
+     "can_be_finetuned": True, "maximum_text_length_per_request": 10000, "languages": LANGUAGES},
+]  # fmt: skip

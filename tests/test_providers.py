@@ -1,0 +1,506 @@
+"""Providers through the real SDKs against the loopback fakes: audio, receipts, retries, faults, limits."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from contextlib import aclosing
+from itertools import pairwise
+from typing import Any
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+
+from chat.providers import llm_provider, tts_provider
+from chat.providers.base import ChatMessage, ProviderError, SpeechReceipt, SpeechRequest, TTSProvider, VoiceSettings
+from chat.providers.demo import DemoLLM
+from chat.providers.elevenlabs import ElevenLabsTTS
+from chat.providers.espeak import EspeakTTS
+from chat.providers.openai import OpenAILLM
+from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
+from tests.fakes.openai import FakeOpenAI
+
+VOICE = "JBFqnCBsd6RMkjVDRZzb"
+TEXT = "Hello from the fake vendor."
+
+
+def elevenlabs(fake: FakeElevenLabs, **options: Any) -> ElevenLabsTTS:
+    settings: dict[str, Any] = {
+        "api_key": fake.api_key,
+        "base_url": fake.url,
+        "voice_id": VOICE,
+        "timeout": 1.0,
+        "max_retries": 2,
+        "retry_base_delay": 0.01,
+    }
+    return ElevenLabsTTS(**(settings | options))
+
+
+async def speak(tts: TTSProvider, request: SpeechRequest, receipt: SpeechReceipt | None = None) -> bytes:
+    return b"".join([chunk async for chunk in tts.synthesize(request, receipt or SpeechReceipt())])
+
+
+async def failure(tts: TTSProvider, request: SpeechRequest, received: list[bytes] | None = None) -> ProviderError:
+    """The ProviderError a synthesis ends with; bytes yielded before it go to `received`."""
+    with pytest.raises(ProviderError) as caught:
+        async for chunk in tts.synthesize(request, SpeechReceipt()):
+            (received if received is not None else []).append(chunk)
+    return caught.value
+
+
+async def until(condition: Any, seconds: float = 1.0) -> bool:
+    """Poll a condition on the fake (its counters change on the same loop, between our awaits)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the fake's counters
+        await asyncio.sleep(0.005)
+    return bool(condition())
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --- ElevenLabs: the happy path -------------------------------------------------------------------
+
+
+async def test_it_streams_the_vendors_pcm_and_records_the_receipt(fake_elevenlabs: FakeElevenLabs) -> None:
+    receipt = SpeechReceipt()
+    before = time.monotonic()
+    audio = await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), receipt)
+    assert audio == pcm_for(TEXT, 24000)
+    (request,) = fake_elevenlabs.tts_requests()
+    assert receipt.request_id == request.request_id != ""
+    assert receipt.characters == len(TEXT)
+    assert receipt.first_byte_at is not None and before <= receipt.first_byte_at <= time.monotonic()
+
+
+async def test_it_sends_the_key_format_settings_and_prosody_context(fake_elevenlabs: FakeElevenLabs) -> None:
+    request = SpeechRequest(
+        text=TEXT,
+        model_id="eleven_multilingual_v2",
+        voice_settings=VoiceSettings(stability=0.3, similarity_boost=0.6, style=0.1, speed=1.1),
+        language_code="de",
+        previous_text="Before.",
+        next_text="After.",
+    )
+    await speak(elevenlabs(fake_elevenlabs, output_format="pcm_16000"), request)
+    (sent,) = fake_elevenlabs.tts_requests()
+    assert sent.key_ok and "xi-api-key" not in sent.headers
+    assert sent.query["output_format"] == "pcm_16000"
+    assert sent.voice_id == VOICE
+    assert (sent.body["text"], sent.body["model_id"], sent.body["language_code"]) == (
+        TEXT,
+        "eleven_multilingual_v2",
+        "de",
+    )
+    assert (sent.body["previous_text"], sent.body["next_text"]) == ("Before.", "After.")
+    assert sent.body["voice_settings"]["speed"] == 1.1 and sent.body["voice_settings"]["stability"] == 0.3
+    assert sent.pcm == pcm_for(TEXT, 16000)
+
+
+async def test_it_sends_request_ids_instead_of_previous_text(fake_elevenlabs: FakeElevenLabs) -> None:
+    ids = ("req_a", "req_b", "req_c", "req_d")
+    await speak(
+        elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT, previous_text="Before.", previous_request_ids=ids)
+    )
+    body = fake_elevenlabs.tts_requests()[0].body
+    assert body["previous_request_ids"] == ["req_b", "req_c", "req_d"]
+    assert "previous_text" not in body
+
+
+async def test_it_omits_a_blank_language_code_and_uses_its_defaults(fake_elevenlabs: FakeElevenLabs) -> None:
+    await speak(elevenlabs(fake_elevenlabs, model_id="eleven_flash_v2_5"), SpeechRequest(text=TEXT))
+    sent = fake_elevenlabs.tts_requests()[0]
+    assert "language_code" not in sent.body and "next_text" not in sent.body
+    assert sent.body["model_id"] == "eleven_flash_v2_5" and sent.voice_id == VOICE
+
+
+async def test_it_prefers_the_requests_voice(fake_elevenlabs: FakeElevenLabs) -> None:
+    await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT, voice_id="21m00Tcm4TlvDq8ikWAM"))
+    assert fake_elevenlabs.tts_requests()[0].voice_id == "21m00Tcm4TlvDq8ikWAM"
+
+
+def test_it_takes_the_sample_rate_from_the_output_format() -> None:
+    tts = ElevenLabsTTS(api_key="k", voice_id=VOICE, output_format="pcm_16000")
+    assert (tts.sample_rate, tts.output_format) == (16000, "pcm_16000")
+    with pytest.raises(ValueError, match="pcm"):
+        ElevenLabsTTS(api_key="k", voice_id=VOICE, output_format="mp3_44100_128")
+
+
+def test_it_never_shows_the_key() -> None:
+    tts = ElevenLabsTTS(api_key="sk-secret-123", voice_id=VOICE)
+    assert "sk-secret-123" not in repr(tts)
+    assert "sk-secret-123" not in repr(OpenAILLM(base_url="http://x", api_key="sk-secret-123", model="m"))
+
+
+# --- ElevenLabs: refusals are mapped, not retried --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "code"),
+    [
+        ("invalid_api_key", "tts_unavailable"),
+        ("quota_exceeded", "tts_quota_exceeded"),
+        ("unprocessable", "tts_invalid_request"),
+        ("voice_not_found", "tts_voice_not_found"),
+        ("text_too_long", "tts_invalid_request"),
+        ("forbidden", "tts_forbidden"),
+    ],
+)
+async def test_it_maps_each_refusal_to_its_error_code(fake_elevenlabs: FakeElevenLabs, fault: str, code: str) -> None:
+    fake_elevenlabs.fail_next(fault)
+    error = await failure(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT))
+    assert error.code == code and not error.retryable
+    assert fake_elevenlabs.api_key not in error.message
+    assert len(fake_elevenlabs.tts_requests()) == 1
+
+
+async def test_it_explains_a_rejected_key(fake_elevenlabs: FakeElevenLabs) -> None:
+    error = await failure(elevenlabs(fake_elevenlabs, api_key="wrong-key"), SpeechRequest(text=TEXT))
+    assert (error.code, error.status) == ("tts_unavailable", 401)
+    assert "API key was rejected" in error.message and "wrong-key" not in error.message
+
+
+async def test_it_reports_an_unknown_voice(fake_elevenlabs: FakeElevenLabs) -> None:
+    error = await failure(elevenlabs(fake_elevenlabs, voice_id="nope"), SpeechRequest(text=TEXT))
+    assert (error.code, error.status) == ("tts_voice_not_found", 404)
+
+
+async def test_it_passes_on_the_validation_message(fake_elevenlabs: FakeElevenLabs) -> None:
+    error = await failure(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT, voice_settings=VoiceSettings(speed=2)))
+    assert error.code == "tts_invalid_request"
+    assert "speed" in error.message
+
+
+# --- ElevenLabs: retries before the first byte, never after -----------------------------------------
+
+
+async def test_it_retries_rate_limits_then_speaks(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("rate_limited", times=2)
+    receipt = SpeechReceipt()
+    assert await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), receipt) == pcm_for(TEXT, 24000)
+    assert [r.status for r in fake_elevenlabs.tts_requests()] == [429, 429, 200]
+    assert receipt.request_id == fake_elevenlabs.tts_requests()[-1].request_id
+
+
+async def test_it_gives_up_on_rate_limits_after_its_retries(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_always("rate_limited")
+    error = await failure(elevenlabs(fake_elevenlabs, max_retries=3), SpeechRequest(text=TEXT))
+    assert (error.code, error.status) == ("rate_limited", 429)
+    assert len(fake_elevenlabs.tts_requests()) == 4
+
+
+async def test_it_waits_as_long_as_retry_after_asks(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("rate_limited", retry_after=0.2)
+    await speak(elevenlabs(fake_elevenlabs, retry_base_delay=0.0), SpeechRequest(text=TEXT))
+    first, second = fake_elevenlabs.tts_requests()
+    assert second.received_at - first.received_at >= 0.19
+
+
+async def test_it_backs_off_exponentially(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_always("server_error")
+    await failure(elevenlabs(fake_elevenlabs, retry_base_delay=0.05, max_retries=2), SpeechRequest(text=TEXT))
+    times = [r.received_at for r in fake_elevenlabs.tts_requests()]
+    assert times[1] - times[0] >= 0.05 * 0.8 and times[2] - times[1] >= 0.1 * 0.8
+
+
+async def test_it_retries_a_server_error(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("server_error")
+    assert await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT)) == pcm_for(TEXT, 24000)
+    assert [r.status for r in fake_elevenlabs.tts_requests()] == [500, 200]
+
+
+async def test_it_reports_a_server_that_keeps_failing(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_always("server_error")
+    error = await failure(elevenlabs(fake_elevenlabs, max_retries=1), SpeechRequest(text=TEXT))
+    assert (error.code, error.status) == ("tts_unavailable", 500)
+    assert len(fake_elevenlabs.tts_requests()) == 2
+
+
+async def test_it_reports_an_unreachable_server() -> None:
+    tts = ElevenLabsTTS(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", voice_id=VOICE, retry_base_delay=0.01)
+    error = await failure(tts, SpeechRequest(text=TEXT))
+    assert error.code == "tts_unavailable" and "cannot be reached" in error.message
+
+
+async def test_it_fails_a_stream_reset_after_the_first_bytes_without_retrying(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("reset")
+    received: list[bytes] = []
+    error = await failure(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), received)
+    assert error.code == "tts_stream_failed"
+    (request,) = fake_elevenlabs.tts_requests()
+    assert received and b"".join(received) == request.pcm
+
+
+async def test_it_times_out_a_stalled_stream(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("stall")
+    received: list[bytes] = []
+    started = time.monotonic()
+    error = await failure(elevenlabs(fake_elevenlabs, timeout=0.3), SpeechRequest(text=TEXT), received)
+    assert error.code == "tts_timeout"
+    assert 0.25 <= time.monotonic() - started < 1.5
+    assert received and len(fake_elevenlabs.tts_requests()) == 1
+    assert await until(lambda: fake_elevenlabs.open_streams == 0)
+
+
+async def test_it_retries_a_first_byte_that_never_comes(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.first_byte_ms = 1000
+    error = await failure(elevenlabs(fake_elevenlabs, timeout=0.2, max_retries=1), SpeechRequest(text=TEXT))
+    assert error.code == "tts_timeout"
+    assert len(fake_elevenlabs.tts_requests()) == 2
+
+
+# --- ElevenLabs: nothing outlives its caller ---------------------------------------------------------
+
+
+async def test_it_closes_the_upstream_stream_when_closed_early(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.realtime = True
+    async with aclosing(elevenlabs(fake_elevenlabs).synthesize(SpeechRequest(text=TEXT * 5), SpeechReceipt())) as pcm:
+        await anext(pcm)
+        assert fake_elevenlabs.open_streams == 1
+    assert await until(lambda: fake_elevenlabs.open_streams == 0, 0.2)
+    assert fake_elevenlabs.tts_requests()[0].disconnected_early
+
+
+async def test_it_closes_the_upstream_stream_when_cancelled(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.realtime = True
+    first = asyncio.Event()
+
+    async def listen() -> None:
+        async for _ in elevenlabs(fake_elevenlabs).synthesize(SpeechRequest(text=TEXT * 5), SpeechReceipt()):
+            first.set()
+
+    task = asyncio.create_task(listen())
+    await asyncio.wait_for(first.wait(), 2)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert await until(lambda: fake_elevenlabs.open_streams == 0, 0.2)
+
+
+async def test_it_keeps_to_the_process_wide_concurrency_limit(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.realtime = True  # streams last ~0.2 s each, so they would overlap without the limit
+    fake_elevenlabs.ms_per_char = 15
+    texts = [f"Sentence {i}." for i in range(5)]
+    # Separate instances, as the loader makes them: the limit is the process's, not the instance's.
+    results = await asyncio.gather(
+        *(speak(elevenlabs(fake_elevenlabs, max_concurrency=2), SpeechRequest(text=t)) for t in texts)
+    )
+    assert results == [pcm_for(t, 24000, ms_per_char=15) for t in texts]
+    assert fake_elevenlabs.peak_streams == 2
+
+
+# --- eSpeak NG ------------------------------------------------------------------------------------
+
+
+def audible(pcm: bytes) -> bool:
+    samples = memoryview(pcm).cast("h")
+    return max(abs(s) for s in samples) > 1000
+
+
+async def test_it_speaks_offline_with_espeak() -> None:
+    tts = EspeakTTS()
+    receipt = SpeechReceipt()
+    short = await speak(tts, SpeechRequest(text="Hello world."), receipt)
+    long = await speak(tts, SpeechRequest(text="Hello world. " * 4))
+    assert tts.sample_rate == 22050 and tts.output_format == "pcm_22050"
+    assert len(short) % 2 == 0 and audible(short)
+    assert 0.4 < len(short) / 2 / 22050 < 3
+    assert 2.5 < len(long) / len(short) < 5.5  # duration follows the text
+    assert (receipt.request_id, receipt.characters) == ("", 0) and receipt.first_byte_at is not None
+
+
+async def test_it_speaks_faster_when_asked_and_in_the_requested_language() -> None:
+    text = "This sentence is read at two different speeds."
+    normal = await speak(EspeakTTS(), SpeechRequest(text=text))
+    fast = await speak(EspeakTTS(), SpeechRequest(text=text, voice_settings=VoiceSettings(speed=1.5)))
+    assert len(fast) < 0.85 * len(normal)
+    assert audible(await speak(EspeakTTS(), SpeechRequest(text="Guten Tag.", language_code="de")))
+    assert audible(await speak(EspeakTTS(voice="no-such-voice"), SpeechRequest(text="Still speaks.")))
+
+
+async def test_it_keeps_the_event_loop_free_while_espeak_works() -> None:
+    ticks: list[float] = []
+    done = asyncio.Event()
+
+    async def tick() -> None:
+        while not done.is_set():
+            ticks.append(time.monotonic())
+            await asyncio.sleep(0.005)
+
+    # eSpeak runs ~100x faster than real time: this is ~0.1 s of work, long enough to see the loop tick.
+    text = "A longer sentence to say. " * 100
+    ticker = asyncio.create_task(tick())
+    chunks = [chunk async for chunk in EspeakTTS().synthesize(SpeechRequest(text=text), SpeechReceipt())]
+    done.set()
+    await ticker
+    assert len(chunks) > 3  # streamed as produced, not in one piece
+    assert len(ticks) > 5 and max(b - a for a, b in pairwise(ticks)) < 0.2
+
+
+async def test_it_stops_espeak_early_when_closed() -> None:
+    tts = EspeakTTS()
+    text = "This is a very long text that would take a while to synthesise completely. " * 1500  # ~2 s of work
+    started = time.monotonic()
+    async with aclosing(tts.synthesize(SpeechRequest(text=text), SpeechReceipt())) as pcm:
+        await anext(pcm)
+    assert time.monotonic() - started < 1.0
+    assert audible(await speak(tts, SpeechRequest(text="Ready again.")))  # the library lock was released
+
+
+async def test_it_stops_espeak_when_the_task_is_cancelled() -> None:
+    first = asyncio.Event()
+
+    async def listen() -> None:
+        async for _ in EspeakTTS().synthesize(SpeechRequest(text="Cancel me soon, please. " * 3000), SpeechReceipt()):
+            first.set()
+
+    task = asyncio.create_task(listen())
+    await asyncio.wait_for(first.wait(), 5)
+    task.cancel()
+    started = time.monotonic()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert time.monotonic() - started < 0.5
+
+
+# --- demo LLM ------------------------------------------------------------------------------------
+
+
+async def reply(llm: Any, *messages: ChatMessage) -> list[str]:
+    return [token async for token in llm.stream(list(messages))]
+
+
+@pytest.mark.parametrize("question", ["Hello", "Tell me about streaming speech.", "Wie geht's?", "x", ""])
+async def test_it_streams_the_same_markdown_reply_for_the_same_question(question: str) -> None:
+    tokens = await reply(DemoLLM(tokens_per_second=0), ChatMessage("user", question))
+    text = "".join(tokens)
+    assert (
+        text
+        == DemoLLM.reply_for(question)
+        == "".join(await reply(DemoLLM(tokens_per_second=0), ChatMessage("user", question)))
+    )
+    assert text.lstrip().startswith("#")
+    assert "**" in text and "](https://" in text
+    assert "\n- " in text or "\n1. " in text
+    assert "```" in text or "~~~" in text
+    assert 60 <= len(text.split()) <= 130
+    assert any(t in ("``", "**") for t in tokens)  # markdown syntax split across tokens
+
+
+async def test_it_answers_the_last_user_message_and_echoes_it() -> None:
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "old"), ChatMessage("assistant", "hi")]
+    text = "".join(await reply(DemoLLM(tokens_per_second=0), *messages, ChatMessage("user", "Bananas please")))
+    assert text == DemoLLM.reply_for("Bananas please") and "Bananas please" in text
+    assert len({DemoLLM.reply_for(q).splitlines()[0] for q in ("a", "b", "c", "d", "e", "f")}) > 1
+
+
+async def test_it_paces_the_demo_tokens() -> None:
+    question = ChatMessage("user", "Pace me")
+    count = len(DemoLLM.tokens(DemoLLM.reply_for("Pace me")))
+    started = time.monotonic()
+    await reply(DemoLLM(tokens_per_second=1000), question)
+    assert time.monotonic() - started >= 0.9 * count / 1000
+    started = time.monotonic()
+    await reply(DemoLLM(tokens_per_second=0), question)
+    assert time.monotonic() - started < 0.05
+
+
+# --- OpenAI-compatible LLM ---------------------------------------------------------------------------
+
+
+def openai_llm(fake: FakeOpenAI, **options: Any) -> OpenAILLM:
+    settings: dict[str, Any] = {
+        "base_url": fake.url + "/v1",
+        "api_key": fake.api_key,
+        "model": "fake-1",
+        "timeout": 2.0,
+    }
+    return OpenAILLM(**(settings | {"max_retries": 0} | options))
+
+
+async def test_it_streams_from_an_openai_compatible_server(fake_openai: FakeOpenAI) -> None:
+    messages = [ChatMessage("system", "Be brief."), ChatMessage("user", "Hi")]
+    tokens = await reply(openai_llm(fake_openai), *messages)
+    assert tokens == fake_openai.tokens() and "".join(tokens) == fake_openai.reply
+    (sent,) = fake_openai.requests
+    assert sent["model"] == "fake-1" and sent["stream"] is True
+    assert sent["messages"] == [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+
+
+@pytest.mark.parametrize("fault", ["unauthorized", "server_error", "rate_limited"])
+async def test_it_maps_llm_refusals_to_llm_unavailable(fake_openai: FakeOpenAI, fault: str) -> None:
+    fake_openai.fail_next(fault)
+    with pytest.raises(ProviderError) as caught:
+        await reply(openai_llm(fake_openai), ChatMessage("user", "Hi"))
+    assert caught.value.code == "llm_unavailable" and fake_openai.api_key not in caught.value.message
+
+
+async def test_it_explains_a_rejected_llm_key(fake_openai: FakeOpenAI) -> None:
+    with pytest.raises(ProviderError) as caught:
+        await reply(openai_llm(fake_openai, api_key="sk-wrong"), ChatMessage("user", "Hi"))
+    assert (caught.value.code, caught.value.status) == ("llm_unavailable", 401)
+    assert "OPENAI_API_KEY" in caught.value.message and "sk-wrong" not in caught.value.message
+
+
+async def test_it_reports_an_llm_stream_that_breaks_off(fake_openai: FakeOpenAI) -> None:
+    fake_openai.fail_next("disconnect")
+    received: list[str] = []
+    with pytest.raises(ProviderError) as caught:
+        async for token in openai_llm(fake_openai).stream([ChatMessage("user", "Hi")]):
+            received.append(token)
+    assert caught.value.code == "llm_unavailable"
+    assert received == fake_openai.tokens()[:2]
+
+
+async def test_it_reports_an_unreachable_llm() -> None:
+    llm = OpenAILLM(base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="", model="m", timeout=2, max_retries=0)
+    with pytest.raises(ProviderError) as caught:
+        await reply(llm, ChatMessage("user", "Hi"))
+    assert caught.value.code == "llm_unavailable" and "OPENAI_BASE_URL" in caught.value.message
+
+
+async def test_it_closes_the_llm_stream_when_closed_early(fake_openai: FakeOpenAI) -> None:
+    fake_openai.token_delay = 0.05
+    async with aclosing(openai_llm(fake_openai).stream([ChatMessage("user", "Hi")])) as tokens:
+        await anext(tokens)
+    assert await until(lambda: fake_openai.open_streams == 0, 0.3)
+
+
+# --- the loader ------------------------------------------------------------------------------------
+
+
+def test_it_loads_providers_by_alias(settings) -> None:
+    settings.LLM_PROVIDERS = {"demo": {"BACKEND": "chat.providers.demo.DemoLLM", "OPTIONS": {"tokens_per_second": 5}}}
+    llm = llm_provider("demo")
+    assert isinstance(llm, DemoLLM) and llm is not llm_provider("demo")
+    assert isinstance(tts_provider("espeak"), EspeakTTS)
+
+
+async def test_it_loads_elevenlabs_from_the_settings(elevenlabs_settings: FakeElevenLabs) -> None:
+    tts = tts_provider()
+    assert isinstance(tts, ElevenLabsTTS) and tts.sample_rate == 24000
+    assert await speak(tts, SpeechRequest(text=TEXT)) == pcm_for(TEXT, 24000)
+
+
+def test_it_loads_the_openai_provider_from_the_settings(settings) -> None:
+    assert isinstance(llm_provider("openai"), OpenAILLM)
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        {"BACKEND": "chat.providers.nowhere.Nothing"},
+        {"BACKEND": "chat.providers.base.ChatMessage"},
+        {"BACKEND": "chat.providers.demo.DemoLLM", "OPTIONS": {"no_such_option": 1}},
+    ],
+)
+def test_it_refuses_a_broken_provider_configuration(settings, backend: dict[str, Any]) -> None:
+    settings.LLM_PROVIDERS = {"broken": backend}
+    with pytest.raises(ImproperlyConfigured, match="broken"):
+        llm_provider("broken")
+    with pytest.raises(ImproperlyConfigured, match="not configured"):
+        tts_provider("missing")
