@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from functools import partial
+
 from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -19,6 +21,10 @@ from chat import audio as audio_store
 from chat.models import Agent, Conversation, Message
 from chat.providers.base import ChatMessage
 from chat.services import message_create_user
+
+# Turn writes run in the thread pool, not Channels' one shared database thread: at a hundred starting
+# turns a second, queueing behind every connection's session lookups was most of the time to first audio.
+turn_database_call = partial(database_sync_to_async, thread_sensitive=False)
 
 # Messages whose text is worth sending back to the LLM as history.
 _HISTORY_STATUSES = (Message.Status.COMPLETE, Message.Status.INTERRUPTED)
@@ -48,7 +54,7 @@ class TurnRecord:
         self.error(code, message)
 
 
-@database_sync_to_async
+@turn_database_call
 def turn_begin(*, conversation: Conversation, agent: Agent, text: str) -> tuple[Message, Message, list[ChatMessage]]:
     """Save the user's message (before anything else can fail), open the assistant's and read the history.
 
@@ -82,7 +88,7 @@ def history_for(*, conversation: Conversation, agent: Agent) -> list[ChatMessage
     return system + picked
 
 
-@database_sync_to_async
+@turn_database_call
 def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord, audio: audio_store.PcmBuffer) -> None:
     """Record the turn's outcome once: text, status, audio file, timings and cost."""
     message.text = text

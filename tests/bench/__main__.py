@@ -239,11 +239,16 @@ def summarize(level: int, results: list[dict[str, Any]], ideal: float, extra: di
     }
 
 
-def run_level(level: int, url: str, pid: int, vendor: str, cookies: list[str], ideal: float) -> dict[str, Any]:
+def run_level(
+    level: int, url: str, pid: int, vendor: str, cookies: list[str], ideal: float, arrival_rate: float = 20.0
+) -> dict[str, Any]:
     sampler = RssSampler(pid)
     sampler.start()
     cpu_before = cpu_seconds(pid)
-    results = run_clients({"url": url, "message": MESSAGE, "cookies": cookies[:level], "stagger": 1.0})
+    # Turns start at `arrival_rate` per second (uniformly at random); each lasts ~25 s of speech, so all
+    # `level` conversations still stream at the same time.
+    stagger = max(1.0, level / arrival_rate)
+    results = run_clients({"url": url, "message": MESSAGE, "cookies": cookies[:level], "stagger": stagger})
     cpu = cpu_seconds(pid) - cpu_before
     sampler.running = False
     timelines = upstream_timeline(results, vendor)
@@ -285,6 +290,7 @@ def main() -> None:
     parser.add_argument("--first-byte-ms", type=float, default=150.0)
     parser.add_argument("--tokens-per-second", type=float, default=30.0)
     parser.add_argument("--baseline-clients", type=int, default=1)
+    parser.add_argument("--arrival-rate", type=float, default=20.0, help="new turns per second within a level")
     args = parser.parse_args()
     ladder = [int(n) for n in args.ladder.split(",")]
     workdir = Path(tempfile.mkdtemp(prefix="voicechat-bench-"))
@@ -307,7 +313,7 @@ def main() -> None:
             idle_kb = idle_rss_per_connection(url, pid, cookies[: max(ladder)])
             rows = []
             for level in ladder:
-                rows.append(run_level(level, url, pid, vendor, cookies, ideal))
+                rows.append(run_level(level, url, pid, vendor, cookies, ideal, args.arrival_rate))
                 print(f"level {level}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
         with daphne({**env, "SPEECH_MODE": "whole_reply"}) as (url, pid):
             baseline = run_level(args.baseline_clients, url, pid, vendor, cookies, ideal)
