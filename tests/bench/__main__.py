@@ -12,6 +12,7 @@ import argparse
 import json
 import os
 import platform
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -307,6 +308,14 @@ def main() -> None:
             "ELEVENLABS_BASE_URL": vendor,
             "ELEVENLABS_MAX_CONCURRENCY": "100000",
             "LOG_LEVEL": "WARNING",
+            # Measure a production configuration: DEBUG keeps every SQL query and slows each one down.
+            "DEBUG": "false",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "SECURE_SSL_REDIRECT": "false",
+            "SESSION_COOKIE_SECURE": "false",
+            "CSRF_COOKIE_SECURE": "false",
+            "SECURE_HSTS_SECONDS": "0",
         }
         with daphne(env) as (url, pid):
             run_level(1, url, pid, vendor, cookies, ideal)  # warm-up: imports, pools, first queries
