@@ -1,0 +1,276 @@
+"""Streaming markdown → speech text, block by block.
+
+The output is plain speech in which "\n" ends a unit (a paragraph, list item, heading or table row); a unit
+that lacks terminal punctuation gets a period so that it is spoken as a sentence. The output is a function
+of the input text alone: however the deltas are split, the same text comes out, only sooner or later.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+
+from chat.speech.inline import InlineSpeech, tidy
+
+_LOOKAHEAD = 16  # characters of a line enough to tell what kind of line it is
+_LONG_LINE = 200  # a rule or fence line longer than this is decided from its start, to keep the work linear
+_NOT_BLANK = re.compile(r"[^ \t]")
+_WORD_END = re.compile(r"[ \t\n]")
+_FENCE = re.compile(r"`{3,}|~{3,}")
+_RULE = re.compile(r"([-*_=])(?:[ \t]*\1)*[ \t]*")
+_TABLE_SEPARATOR = re.compile(r"[|:\-\s]*-[|:\-\s]*")
+_MARKERS = (
+    ("heading", re.compile(r"#{1,6}(?=[ \t\n])[ \t]*")),
+    ("item", re.compile(r"[-*+•](?=[ \t\n])[ \t]*(?:\[[ xX]\](?=[ \t\n])[ \t]*)?")),
+    ("item", re.compile(r"\d{1,9}[.)](?=[ \t\n])[ \t]*")),
+)
+_SAFE_START = re.compile(r"[\"'“‘«„(¿¡]*[^\W_]")
+_URL_STARTS = ("http://", "https://", "www.")
+_CONTINUATIONS = frozenset({("text", "text"), ("text", "quote"), ("quote", "quote")})
+_CLOSERS = "\"'”’»)]）」』"
+_NO_PERIOD = frozenset(".!?…。！？｡।॥؟:;,—–-")
+
+
+def _skip_blanks(text: str, pos: int) -> int:
+    found = _NOT_BLANK.search(text, pos)
+    return found.start() if found else len(text)
+
+
+def ends_sentence(text: str) -> bool:
+    stripped = text.rstrip(_CLOSERS)
+    return bool(stripped) and stripped[-1] in _NO_PERIOD
+
+
+def _could_be_url(word: str) -> bool:
+    word = word.lower()
+    return any(start.startswith(word[: len(start)]) for start in _URL_STARTS)
+
+
+class MarkdownSpeech:
+    """Feed markdown deltas, get speech text; `close()` at the end of the reply."""
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._pos = 0  # everything before it is consumed
+        self._mode: Callable[[], bool] = self._line_start  # handlers return False when they need more input
+        self._out: list[str] = []
+        self._inline = InlineSpeech()
+        self._fence = ""  # the open code fence
+        self._closer = ""  # what ends the skipped <think>/<details> block or comment
+        self._kind = "blank"  # what the current line is
+        self._prev_kind = "blank"
+        self._quoted = False
+        self._in_list = False  # indented lines continue list items instead of being code
+        self._unit_open = False  # the unit has spoken text and no end yet
+        self._tail = ""  # the unit's last spoken word
+        self._released = 0  # characters of the incomplete word already spoken
+        self._word_checked = 0  # characters of the incomplete word known to hold no whitespace
+
+    def feed(self, delta: str) -> str:
+        self._raw += delta.replace("\r", "")
+        while self._mode():
+            pass
+        self._raw, self._pos = self._raw[self._pos :], 0
+        speech, self._out = "".join(self._out), []
+        return speech
+
+    def close(self) -> str:
+        speech = self.feed("\n")  # completes the last word and line; open fences and blocks stay unspoken
+        self._end_unit()
+        return speech + "".join(self._out)
+
+    # --- output ---------------------------------------------------------------------------------
+    def _speak(self, text: str, raw_word: str) -> None:
+        glued = text[0] in ".,;:!?)" and raw_word[:1] != text[0]  # what was before it was not spoken
+        if self._unit_open and not glued and not self._released:
+            self._out.append(" ")
+        self._out.append(text[self._released :])
+        self._tail, self._unit_open, self._released = text, True, 0
+
+    def _end_unit(self) -> None:
+        if self._unit_open:
+            self._out.append("\n" if ends_sentence(self._tail) else ".\n")
+            self._unit_open = False
+
+    # --- line starts ----------------------------------------------------------------------------
+    def _line_start(self) -> bool:
+        if self._fence:
+            return self._fence_line()
+        j = _skip_blanks(self._raw, self._pos)
+        if j == len(self._raw):
+            return False
+        indent = len(self._raw[self._pos : j].expandtabs(4))
+        if self._raw[j] == "\n":
+            return self._blank_line(j)
+        if indent >= 4 and self._prev_kind in ("blank", "code") and not self._in_list and not self._quoted:
+            return self._skip_block_line(j, "code")
+        if self._raw[j] == ">":
+            self._quoted, self._pos = True, j + (2 if self._raw.startswith("> ", j) else 1)
+            return True
+        return self._classify(j, indent)
+
+    def _blank_line(self, j: int) -> bool:
+        self._end_unit()
+        self._prev_kind, self._quoted, self._pos = "blank", False, j + 1
+        return True
+
+    def _peek(self, j: int) -> str | None:
+        """The start of the line (with its "\n" when it ended), or None while too little of it is known."""
+        end = self._raw.find("\n", j, j + _LOOKAHEAD)
+        if end >= 0:
+            return self._raw[j : end + 1]
+        head = self._raw[j : j + _LOOKAHEAD]
+        return head if len(head) == _LOOKAHEAD else None
+
+    def _classify(self, j: int, indent: int) -> bool:
+        head = self._peek(j)
+        if head is None:
+            return False
+        if head[0] in "`~" and (fence := self._fence_start(j)) is not None:
+            return fence
+        if head[0] in "-*_=" and (rule := self._rule(j)) is not None:
+            return rule
+        if head[0] == "|" and not self._quoted:
+            self._begin_line("table", indent, j)
+            return True
+        for kind, marker in _MARKERS:
+            if found := marker.match(head):
+                self._begin_line(kind, indent, j + found.end())
+                return True
+        self._begin_line("quote" if self._quoted else "text", indent, j)
+        return True
+
+    def _begin_line(self, kind: str, indent: int, body: int) -> None:
+        # A list item goes on in an indented line; a flush-left line after it is the model's next paragraph.
+        lazy_item = kind == "text" and self._prev_kind == "item" and indent > 0
+        if (kind, self._prev_kind) not in _CONTINUATIONS and not lazy_item:
+            self._end_unit()
+        if kind == "item":
+            self._in_list = True
+        elif kind == "heading" or (kind == "text" and indent == 0 and self._prev_kind == "blank"):
+            self._in_list = False
+        self._kind, self._pos = kind, body
+        self._mode = self._table_row if kind == "table" else self._words
+
+    def _fence_start(self, j: int) -> bool | None:
+        """Opens a code fence (True), waits for the rest of its line (False), or finds no fence (None)."""
+        fence = _FENCE.match(self._raw, j)
+        if fence is None:
+            return None
+        end = self._raw.find("\n", fence.end(), fence.end() + _LONG_LINE)
+        if end < 0 and len(self._raw) < fence.end() + _LONG_LINE:
+            return False
+        info = self._raw[fence.end() : end if end >= 0 else fence.end() + _LONG_LINE]
+        if fence.group()[0] == "`" and "`" in info:
+            return None  # ```inline``` code, not a fence
+        self._fence = fence.group()
+        return self._skip_block_line(j, "fence")
+
+    def _rule(self, j: int) -> bool | None:
+        """Drops a horizontal rule or setext underline (True), waits (False), or finds none (None)."""
+        rule = _RULE.match(self._raw, j, j + _LONG_LINE)
+        if rule is None or rule.end() == len(self._raw):
+            return None if rule is None else False
+        ends = rule.end() == j + _LONG_LINE or self._raw[rule.end()] == "\n"
+        is_rule = ends and (rule.group(1) == "=" or rule.group().count(rule.group(1)) >= 3)
+        return self._skip_block_line(j, "rule") if is_rule else None
+
+    # --- lines that are not spoken --------------------------------------------------------------
+    def _skip_block_line(self, j: int, kind: str) -> bool:
+        self._end_unit()
+        self._prev_kind, self._pos, self._mode = kind, j, self._skip_line
+        return True
+
+    def _skip_line(self) -> bool:
+        end = self._raw.find("\n", self._pos)
+        if end < 0:
+            self._pos = len(self._raw)
+            return False
+        self._pos, self._quoted, self._mode = end + 1, False, self._line_start
+        return True
+
+    def _fence_line(self) -> bool:
+        j = _skip_blanks(self._raw, self._pos)
+        if j == len(self._raw):
+            return False
+        if self._raw[j] != self._fence[0]:
+            self._mode = self._skip_line
+            return True
+        end = self._raw.find("\n", j)
+        if end < 0:
+            return False
+        line = self._raw[j:end].rstrip(" \t")
+        if line.startswith(self._fence) and not line.strip(self._fence[0]):
+            self._fence = ""
+        self._pos = end + 1
+        return True
+
+    def _skipping(self) -> bool:
+        closer = re.compile(re.escape(self._closer), re.IGNORECASE).search(self._raw, self._pos)
+        if closer is None:
+            self._pos = max(self._pos, len(self._raw) - len(self._closer) + 1)
+            return False
+        self._pos, self._mode = closer.end(), self._words
+        return True
+
+    # --- spoken lines ---------------------------------------------------------------------------
+    def _words(self) -> bool:
+        k = _skip_blanks(self._raw, self._pos)
+        self._pos = k
+        if k == len(self._raw):
+            return False
+        if self._raw[k] == "\n":
+            self._pos = k + 1
+            self._end_line()
+            return True
+        end = _WORD_END.search(self._raw, k + self._word_checked)
+        if end is None:
+            self._word_checked = len(self._raw) - k
+            self._release_start(self._raw[k : k + _LOOKAHEAD])
+            return False
+        self._word_checked = 0
+        self._word(self._raw[k : end.start()], k)
+        return True
+
+    def _word(self, word: str, start: int) -> None:
+        self._pos = start + len(word)
+        if text := self._inline.word(word):
+            self._speak(text, word)
+        if skip := self._inline.take_skip():
+            self._pos, self._closer, self._mode = start + skip.at, skip.closer, self._skipping
+
+    def _release_start(self, partial: str) -> None:
+        """Speak the first letter of an incomplete word early when it cannot change: it may confirm a
+        sentence end, and the chunker should not wait a whole word for that."""
+        if self._released or not self._inline.idle() or not (safe := _SAFE_START.match(partial)):
+            return
+        if _could_be_url(partial[safe.end() - 1 :]):
+            return
+        self._out.append((" " if self._unit_open else "") + safe.group())
+        self._released = safe.end()
+
+    def _end_line(self) -> None:
+        if released := self._inline.end_line():
+            self._speak(released, released)
+        if self._unit_open and (self._kind == "heading" or ends_sentence(self._tail)):
+            self._end_unit()
+        self._prev_kind, self._quoted, self._mode = self._kind, False, self._line_start
+
+    def _table_row(self) -> bool:
+        end = self._raw.find("\n", self._pos)
+        if end < 0:
+            return False
+        row, self._pos = self._raw[self._pos : end].strip(), end + 1
+        if not _TABLE_SEPARATOR.fullmatch(row):
+            cells = (self._cell(cell) for cell in row.strip("|").split("|"))
+            if speech := ", ".join(cell for cell in cells if cell):
+                self._speak(speech, speech)
+                self._end_unit()
+        self._prev_kind, self._mode = "table", self._line_start
+        return True
+
+    def _cell(self, cell: str) -> str:
+        words = [self._inline.word(word) for word in cell.split()]
+        words.append(self._inline.end_line())
+        self._inline.take_skip()
+        return tidy(" ".join(words))

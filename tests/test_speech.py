@@ -1,0 +1,192 @@
+"""The speech filter and chunker: the pinned corpus, the properties every reply must keep, and streaming."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import pytest
+
+from chat.speech import SpeechChunker, speakable_text
+from tests.speech_corpus import CORPUS, Case
+
+CASES = [pytest.param(case, id=case.name) for case in CORPUS]
+SEVERAL = [pytest.param(case, id=case.name) for case in CORPUS if len(case.chunks) > 1]
+TERMINAL = ".!?…。！？।؟"
+CLAUSE = ",;:—–-"
+
+
+def chunks_of(parts: list[str], **options: int) -> list[str]:
+    chunker = SpeechChunker(**options)
+    chunks: list[str] = []
+    for part in parts:
+        chunks += chunker.feed(part)
+    return chunks + chunker.flush()
+
+
+def random_split(text: str, seed: int) -> list[str]:
+    rng = random.Random(seed)
+    cuts = sorted({rng.randrange(1, len(text)) for _ in range(len(text) // 4)}) if len(text) > 1 else []
+    return [text[start:end] for start, end in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+
+
+def token_split(text: str) -> list[str]:
+    """Roughly how an LLM streams: words with their trailing space, markup split off as its own token."""
+    return re.findall(r"\s+|\w+|[^\w\s]{1,3}", text)
+
+
+def test_it_has_a_corpus_of_at_least_forty_distinct_replies() -> None:
+    assert len(CORPUS) >= 40
+    assert len({case.name for case in CORPUS}) == len(CORPUS)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_speaks_each_corpus_reply_as_pinned(case: Case) -> None:
+    assert chunks_of([case.reply]) == case.chunks
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_gives_the_same_chunks_however_the_reply_is_split(case: Case) -> None:
+    assert chunks_of(list(case.reply)) == case.chunks
+    assert chunks_of(token_split(case.reply)) == case.chunks
+    for seed in range(3):
+        assert chunks_of(random_split(case.reply, seed)) == case.chunks
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_never_speaks_markdown_syntax_or_urls(case: Case) -> None:
+    for chunk in case.chunks:
+        assert not set(chunk) & set("#*`|<>[]"), chunk
+        assert "http" not in chunk and "www." not in chunk
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_emits_stripped_collapsed_speakable_chunks(case: Case) -> None:
+    for chunk in case.chunks:
+        assert chunk == " ".join(chunk.split()) and chunk
+        assert any(char.isalnum() for char in chunk)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_keeps_every_chunk_within_max_chars(case: Case) -> None:
+    assert all(len(chunk) <= 400 for chunk in case.chunks)
+    assert all(len(chunk) <= 120 for chunk in chunks_of([case.reply], max_chars=120))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_it_merges_short_chunks_after_the_first_into_the_next(case: Case) -> None:
+    chunker = SpeechChunker()
+    assert not [chunk for chunk in case.chunks[1:-1] if chunker.too_short(chunk)]
+
+
+@pytest.mark.parametrize("case", SEVERAL)
+def test_it_starts_with_a_sentence_or_a_long_clause_or_a_split(case: Case) -> None:
+    first = case.chunks[0]
+    last_mark = first.rstrip("\"'”’»)」』").rstrip()[-1]
+    if last_mark in CLAUSE:  # a clause is long enough, unless the line ended there ("Steps:\n- …")
+        assert len(first) >= 40 or re.search(re.escape(first[-10:]) + r"[*_]*\n", case.reply)
+    elif last_mark not in TERMINAL:
+        assert len(first) > 200  # only a long run without punctuation is cut elsewhere
+
+
+def test_it_matches_speakable_text_with_the_joined_chunks() -> None:
+    for case in CORPUS:
+        assert speakable_text(case.reply) == " ".join(case.chunks)
+
+
+def test_it_emits_a_chunk_as_soon_as_the_next_character_confirms_it() -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed("This is the first sentence of the reply.") == []
+    assert chunker.feed(" ") == []
+    assert chunker.feed("T") == ["This is the first sentence of the reply."]
+    assert chunker.feed("he second one is long enough to be sent on its own, surely. Ne") == [
+        "The second one is long enough to be sent on its own, surely."
+    ]
+    assert chunker.feed("xt") == []
+    assert chunker.flush() == ["Next."]
+
+
+def test_it_emits_a_sentence_as_soon_as_its_line_ends() -> None:
+    chunker = SpeechChunker()
+    assert chunker.feed("## Results\n") == ["Results."]
+    assert chunker.feed("- The first item ends here, with enough words to stand alone.\n") == [
+        "The first item ends here, with enough words to stand alone."
+    ]
+
+
+@pytest.mark.parametrize(
+    "parts",
+    [
+        ["It costs $29.", "99 today, which is a fair price for what you get. Thanks."],
+        ["Ask Mr.", " Smith or Dr.", " Jones about it, e.", "g. tomorrow. Thanks."],
+        ["Pi is 3.", "14 and that is close enough for most uses. Thanks."],
+        ["Wait.", "..", " then it works, as long as you are patient enough with it. Thanks."],
+    ],
+)
+def test_it_does_not_cut_until_the_text_after_a_period_confirms_an_end(parts: list[str]) -> None:
+    chunker = SpeechChunker()
+    early = [chunker.feed(part) for part in parts[:-1]]
+    assert early == [[]] * len(early)
+    assert len(chunker.feed(parts[-1]) + chunker.flush()) == 2
+
+
+def test_it_drops_a_code_fence_split_across_deltas() -> None:
+    parts = ["Here is the code that you asked for earlier today, as promised.\n\n", "``", "`py", "thon\n"]
+    parts += ["print('Hi. There')\n`", "``\n", "Done."]
+    assert chunks_of(parts) == ["Here is the code that you asked for earlier today,", "as promised. Done."]
+
+
+def test_it_drops_a_reasoning_block_split_across_deltas() -> None:
+    parts = ["<thi", "nk>I should say hello. Then stop.</th", "ink", ">Hello there, it is good to see you."]
+    assert chunks_of(parts) == ["Hello there, it is good to see you."]
+
+
+def test_it_drops_an_unclosed_reasoning_block_and_fence_at_the_end() -> None:
+    assert chunks_of(["Fine. <think>Still thinking. Hmm"]) == ["Fine."]
+    assert chunks_of(["Fine.\n\n```\nprint('never closed')"]) == ["Fine."]
+
+
+def test_it_speaks_nothing_for_a_reply_of_only_code_emoji_or_markup() -> None:
+    for reply in [
+        "```sh\nls -la\n```",
+        "🎉👍🏽🇫🇷",
+        "---\n\n***",
+        "<br>",
+        "",
+        "   \n\n",
+        "...",
+        "![x](https://a.b/c.png)",
+    ]:
+        assert chunks_of([reply]) == [], reply
+
+
+def test_it_reads_crlf_line_endings_like_newlines() -> None:
+    assert chunks_of(["Title\r\n=====\r\n\r\n- one\r", "\n- two\r\n"]) == ["Title.", "one. two."]
+
+
+def test_it_uses_the_clause_rule_only_for_the_first_chunk() -> None:
+    reply = "Before we start with all of the interesting details, let me explain. " * 2
+    assert chunks_of([reply]) == [
+        "Before we start with all of the interesting details,",
+        "let me explain. Before we start with all of the interesting details, let me explain.",
+    ]
+
+
+def test_it_follows_the_size_options() -> None:
+    reply = "One two three. Four five six seven eight. Nine ten eleven twelve thirteen fourteen."
+    assert chunks_of([reply], min_words=5, min_chars=10) == [
+        "One two three.",
+        "Four five six seven eight.",
+        "Nine ten eleven twelve thirteen fourteen.",
+    ]
+    assert chunks_of([reply], max_chars=30) == [
+        "One two three.",
+        "Four five six seven eight.",
+        "Nine ten eleven twelve",
+        "thirteen fourteen.",
+    ]
+
+
+def test_it_splits_a_long_run_without_spaces_at_max_chars() -> None:
+    chunks = chunks_of(["字" * 250], max_chars=100)
+    assert [len(chunk) for chunk in chunks] == [100, 100, 51]  # the last one gains a period
