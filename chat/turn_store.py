@@ -7,7 +7,6 @@ never per audio chunk.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from functools import partial
 
 from channels.db import database_sync_to_async
