@@ -1,15 +1,26 @@
-"""REST API views: the logged-in user's conversations, their messages and the agents they may pick."""
+"""REST API views: the logged-in user's conversations, their messages, stored audio and the agents to pick.
+
+Every queryset is filtered by owner, so another user's object is a 404, never a 403 that confirms it exists.
+"""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from django.db.models import QuerySet
-from drf_spectacular.utils import extend_schema
+from django.http import Http404, HttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, mixins, viewsets
+from rest_framework.negotiation import BaseContentNegotiation
 from rest_framework.pagination import PageNumberPagination
+from rest_framework.request import Request
+from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
+from rest_framework.views import APIView
 
+from chat.byte_ranges import RangeNotSatisfiable, byte_range
 from chat.models import Agent, Conversation, Message
 from chat.serializers import (
     AgentSerializer,
@@ -17,7 +28,22 @@ from chat.serializers import (
     ConversationSerializer,
     MessageSerializer,
 )
-from chat.services import conversation_create, conversation_delete, conversation_rename
+from chat.services import (
+    TITLE_MAX_CHARS,
+    agent_list,
+    conversation_create,
+    conversation_delete,
+    conversation_get,
+    conversation_rename,
+    message_get,
+)
+
+# Written out because drf-spectacular marks every field of a PATCH body optional, and a rename needs its title.
+RENAME_REQUEST = {
+    "type": "object",
+    "properties": {"title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS}},
+    "required": ["title"],
+}
 
 
 class MessagePagination(PageNumberPagination):
@@ -30,14 +56,12 @@ class ConversationViewSet(
     mixins.ListModelMixin,
     mixins.CreateModelMixin,
     mixins.RetrieveModelMixin,
-    mixins.UpdateModelMixin,
     mixins.DestroyModelMixin,
     viewsets.GenericViewSet,
 ):
-    """The user's conversations, newest first. Another user's conversation is a 404, never a 403."""
+    """The user's conversations, most recently active first."""
 
     serializer_class = ConversationSerializer
-    http_method_names = ["get", "post", "patch", "delete", "head", "options"]
 
     def get_queryset(self) -> QuerySet[Conversation]:
         return (
@@ -46,49 +70,104 @@ class ConversationViewSet(
             .order_by("-updated_at", "-created_at")
         )
 
-    def get_serializer_class(self) -> type[BaseSerializer[Any]]:
-        return ConversationRenameSerializer if self.action == "partial_update" else ConversationSerializer
-
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         data = serializer.validated_data
         serializer.instance = conversation_create(
-            owner=self.request.user,  # type: ignore[arg-type]
+            owner=self.request.user,  # type: ignore[arg-type]  # IsAuthenticated: never anonymous here
             agent=data.get("agent"),
             title=data.get("title", ""),
         )
 
-    def perform_update(self, serializer: BaseSerializer[Any]) -> None:
-        assert isinstance(serializer.instance, Conversation)
-        serializer.instance = conversation_rename(
-            conversation=serializer.instance, title=serializer.validated_data["title"]
-        )
+    @extend_schema(request={"application/json": RENAME_REQUEST}, responses=ConversationSerializer)
+    def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        """Rename a conversation (the only field a client may change)."""
+        conversation = self.get_object()
+        serializer = ConversationRenameSerializer(conversation, data=request.data)  # not partial: title is required
+        serializer.is_valid(raise_exception=True)
+        conversation = conversation_rename(conversation=conversation, title=serializer.validated_data["title"])
+        return Response(ConversationSerializer(conversation).data)
 
     def perform_destroy(self, instance: Conversation) -> None:
         conversation_delete(conversation=instance)
 
-    @extend_schema(request=ConversationRenameSerializer, responses=ConversationSerializer)
-    def partial_update(self, request: Any, *args: Any, **kwargs: Any) -> Any:
-        response = super().partial_update(request, *args, **kwargs)
-        response.data = ConversationSerializer(self.get_object()).data
-        return response
-
 
 class ConversationMessagesView(generics.ListAPIView):
-    """A conversation's messages, oldest first, paginated."""
+    """A conversation's messages, oldest first; `?page=last` opens the latest page."""
 
     serializer_class = MessageSerializer
     pagination_class = MessagePagination
 
     def get_queryset(self) -> QuerySet[Message]:
-        conversation = generics.get_object_or_404(
-            Conversation.objects.filter(owner_id=self.request.user.pk), pk=self.kwargs["pk"]
-        )
-        return Message.objects.filter(conversation=conversation).order_by("created_at")
+        try:
+            conversation = conversation_get(owner=self.request.user, conversation_id=self.kwargs["pk"])
+        except Conversation.DoesNotExist:
+            raise Http404("No such conversation.") from None
+        return conversation.messages.order_by("created_at", "id")
 
 
 class AgentListView(generics.ListAPIView):
-    """The active agents a user may start a conversation with."""
+    """The active agents a user may start a conversation with, the default first."""
 
     serializer_class = AgentSerializer
     pagination_class = None
-    queryset = Agent.objects.filter(is_active=True).order_by("-is_default", "name")
+
+    def get_queryset(self) -> QuerySet[Agent]:
+        return agent_list()
+
+
+class _AnyContent(BaseContentNegotiation):
+    """Audio players send whatever Accept they like; errors are still rendered as JSON."""
+
+    def select_parser(self, request: Request, parsers: Any) -> Any:
+        return parsers[0] if parsers else None
+
+    def select_renderer(self, request: Request, renderers: Any, format_suffix: str | None = None) -> Any:
+        return renderers[0], renderers[0].media_type
+
+
+class MessageAudioView(APIView):
+    """The stored WAV of one reply, with single byte ranges. Owner only (staff may review any)."""
+
+    content_negotiation_class = _AnyContent
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="e.g. bytes=0-1023"),
+        ],
+        responses={
+            (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole WAV file."),
+            (206, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            404: OpenApiResponse(description="No such message, not yours, or it has no audio."),
+            416: OpenApiResponse(description="The range lies outside the file."),
+        },
+    )
+    def get(self, request: Request, pk: uuid.UUID) -> HttpResponse:
+        try:
+            message = message_get(viewer=request.user, message_id=pk)
+        except Message.DoesNotExist:
+            raise Http404("No such audio.") from None
+        if not message.audio:
+            raise Http404("This message has no audio.")
+        response = _audio_response(message, request.headers.get("Range", ""))
+        response["Accept-Ranges"] = "bytes"
+        response["Cache-Control"] = "private, max-age=86400"
+        response["Content-Disposition"] = f'inline; filename="{message.pk}.wav"'
+        return response
+
+
+def _audio_response(message: Message, range_header: str) -> HttpResponse:
+    size = message.audio.size
+    try:
+        span = byte_range(range_header, size)
+    except RangeNotSatisfiable:
+        response = HttpResponse(status=416)
+        response["Content-Range"] = f"bytes */{size}"
+        return response
+    first, last = span if span else (0, size - 1)
+    with message.audio.open("rb") as audio:
+        audio.seek(first)
+        body = audio.read(last - first + 1)
+    response = HttpResponse(body, status=206 if span else 200, content_type="audio/wav")
+    if span:
+        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+    return response

@@ -3,8 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet
-from chat.audio_views import message_audio
+from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet, MessageAudioView
 
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="api-conversation")
@@ -12,6 +11,6 @@ router.register("conversations", ConversationViewSet, basename="api-conversation
 urlpatterns = [
     path("conversations/<uuid:pk>/messages/", ConversationMessagesView.as_view(), name="api-conversation-messages"),
     path("agents/", AgentListView.as_view(), name="api-agents"),
-    path("messages/<uuid:pk>/audio/", message_audio, name="api-message-audio"),
+    path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
     *router.urls,
 ]

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import posixpath
 import uuid
 
 from django.contrib.auth.models import AnonymousUser, User
 from django.core.exceptions import ValidationError
+from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import transaction
+from django.db.models import QuerySet
 
 from chat.models import Agent, Conversation, Message
 
@@ -72,9 +77,52 @@ def conversation_rename(*, conversation: Conversation, title: str) -> Conversati
 
 
 def conversation_delete(*, conversation: Conversation) -> None:
-    """Delete a conversation with its messages, and their audio files, which the ORM would leave behind."""
-    files = [m.audio for m in conversation.messages.exclude(audio="")]
+    """Delete a conversation with its messages and their audio files."""
+    conversation_delete_many(conversations=Conversation.objects.filter(pk=conversation.pk))
+
+
+def conversation_delete_many(*, conversations: QuerySet[Conversation]) -> None:
+    """Delete conversations, their messages and the audio files the ORM would leave behind in storage."""
     with transaction.atomic():
-        conversation.delete()
-    for audio in files:
-        audio.storage.delete(audio.name)
+        names = _audio_names(Message.objects.filter(conversation__in=conversations))
+        conversations.delete()
+        transaction.on_commit(lambda: _audio_files_delete(names, remove_folders=True), robust=True)
+
+
+def message_delete_many(*, messages: QuerySet[Message]) -> None:
+    """Delete messages and their audio files (an admin removing part of a transcript)."""
+    with transaction.atomic():
+        names = _audio_names(messages)
+        messages.delete()
+        transaction.on_commit(lambda: _audio_files_delete(names, remove_folders=False), robust=True)
+
+
+def _audio_names(messages: QuerySet[Message]) -> list[str]:
+    return list(messages.exclude(audio="").values_list("audio", flat=True))
+
+
+def _audio_files_delete(names: list[str], *, remove_folders: bool) -> None:
+    # After the commit: a rolled-back delete must not lose audio, and a lost file only leaves a dead link.
+    storage = default_storage  # Message.audio's storage
+    for name in names:
+        storage.delete(name)
+    if remove_folders and isinstance(storage, FileSystemStorage):
+        for folder in {posixpath.dirname(name) for name in names}:
+            with contextlib.suppress(OSError):  # not empty, or already gone
+                os.rmdir(storage.path(folder))
+
+
+def message_get(*, viewer: User | AnonymousUser, message_id: uuid.UUID | str) -> Message:
+    """A message `viewer` may see: their own, or any for staff who review transcripts. Else DoesNotExist."""
+    messages = Message.objects.select_related("conversation")
+    if not (viewer.is_staff and viewer.has_perm("chat.view_message")):
+        messages = messages.filter(conversation__owner_id=viewer.pk)
+    try:
+        return messages.get(pk=message_id)
+    except (ValueError, ValidationError, Message.DoesNotExist):
+        raise Message.DoesNotExist(f"No message {message_id}.") from None
+
+
+def agent_list() -> QuerySet[Agent]:
+    """The agents a user may pick, the default first."""
+    return Agent.objects.filter(is_active=True).order_by("-is_default", "name")

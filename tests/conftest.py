@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import io
+import wave
+from pathlib import Path
+
 import pytest
 from django.contrib.auth import get_user_model
+from django.core.files.base import ContentFile
 
-from chat.models import Agent, Conversation
+from chat.models import Agent, Conversation, Message
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -41,3 +46,29 @@ def conversation(user, agent) -> Conversation:
 def client_alice(client, user):
     client.force_login(user)
     return client
+
+
+def wav_bytes(samples: int = 2400) -> bytes:
+    """A small mono 24 kHz WAV whose bytes all differ from their neighbours, so a wrong range shows."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(24000)
+        wav.writeframes((bytes(range(256)) * (samples // 128 + 1))[: samples * 2])
+    return out.getvalue()
+
+
+@pytest.fixture
+def media_root(settings, tmp_path) -> Path:
+    """Stored audio goes to a temporary MEDIA_ROOT, so tests can look for (and miss) the files."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return settings.MEDIA_ROOT
+
+
+@pytest.fixture
+def spoken_reply(conversation, media_root) -> Message:
+    """An assistant reply with stored audio, in alice's conversation."""
+    reply = Message.objects.create(conversation=conversation, role="assistant", text="Hi.", status="complete")
+    reply.audio.save(f"{reply.id}.wav", ContentFile(wav_bytes()))
+    return reply

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +11,29 @@ from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
-env = environ.Env()
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
 _TRUE = {"1", "true", "yes", "on"}
-_FALSE = {"0", "false", "no", "off", ""}
+_FALSE = {"0", "false", "no", "off"}
+
+
+def env_str(name: str, default: str) -> str:
+    """A string setting; blank counts as unset, so a copied `.env.example` with empty lines still starts.
+
+    Read from os.environ (where `.env` was loaded) rather than through django-environ, which would treat a
+    value starting with `$` (easily a random SECRET_KEY) as a reference to another variable.
+    """
+    return os.environ.get(name, "").strip() or default
+
+
+def env_list(name: str, default: list[str]) -> list[str]:
+    return [item.strip() for item in env_str(name, "").split(",") if item.strip()] or default
 
 
 def env_bool(name: str, default: bool) -> bool:
     """A strict boolean: anything but a known spelling fails at start-up, naming the variable."""
-    raw = env.str(name, default=str(default)).strip().lower()
+    raw = env_str(name, str(default)).lower()
     if raw in _TRUE:
         return True
     if raw in _FALSE:
@@ -29,7 +42,7 @@ def env_bool(name: str, default: bool) -> bool:
 
 
 def env_int(name: str, default: int, *, minimum: int = 0) -> int:
-    raw = env.str(name, default=str(default)).strip()
+    raw = env_str(name, str(default))
     try:
         value = int(raw)
     except ValueError:
@@ -40,7 +53,7 @@ def env_int(name: str, default: int, *, minimum: int = 0) -> int:
 
 
 def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
-    raw = env.str(name, default=str(default)).strip()
+    raw = env_str(name, str(default))
     try:
         value = float(raw)
     except ValueError:
@@ -52,7 +65,7 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
 
 DEBUG = env_bool("DEBUG", False)
 
-SECRET_KEY = env.str("SECRET_KEY", default="")
+SECRET_KEY = env_str("SECRET_KEY", "")
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured(
@@ -60,8 +73,8 @@ if not SECRET_KEY:
         )
     SECRET_KEY = "django-insecure-local-development-only-never-use-in-production"
 
-ALLOWED_HOSTS: list[str] = env.list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
-CSRF_TRUSTED_ORIGINS: list[str] = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+ALLOWED_HOSTS: list[str] = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"])
+CSRF_TRUSTED_ORIGINS: list[str] = env_list("CSRF_TRUSTED_ORIGINS", [])
 for _origin in CSRF_TRUSTED_ORIGINS:
     if "://" not in _origin:
         raise ImproperlyConfigured(f"CSRF_TRUSTED_ORIGINS entry {_origin!r} needs a scheme, e.g. https://{_origin}.")
@@ -111,7 +124,7 @@ TEMPLATES = [
     },
 ]
 
-_database_url = env.str("DATABASE_URL", default=f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+_database_url = env_str("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
 if not _database_url.startswith(("sqlite://", "postgres://", "postgresql://", "pgsql://")):
     raise ImproperlyConfigured(
         f"DATABASE_URL={_database_url!r} is not supported; use sqlite:///path or postgres://user@host:port/name."
@@ -132,7 +145,7 @@ else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
-REDIS_URL = env.str("REDIS_URL", default="")
+REDIS_URL = env_str("REDIS_URL", "")
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
@@ -162,7 +175,7 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
-MEDIA_ROOT = Path(env.str("MEDIA_ROOT", default=str(BASE_DIR / "media")))
+MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     # Serve the committed bundle straight from static/ so `make run` needs no collectstatic.
@@ -204,17 +217,17 @@ MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
 LLM_HISTORY_CHARS = env_int("LLM_HISTORY_CHARS", 12000, minimum=100)
 # `pipelined` speaks each sentence as soon as it is written; `whole_reply` waits for the whole reply
 # and makes one TTS request (what peers do) — kept for the benchmark's baseline.
-SPEECH_MODE = env.str("SPEECH_MODE", default="pipelined")
+SPEECH_MODE = env_str("SPEECH_MODE", "pipelined")
 if SPEECH_MODE not in ("pipelined", "whole_reply"):
     raise ImproperlyConfigured(f"SPEECH_MODE={SPEECH_MODE!r} is unknown; use pipelined or whole_reply.")
 
-ELEVENLABS_API_KEY = env.str("ELEVENLABS_API_KEY", default="")
-ELEVENLABS_BASE_URL = env.str("ELEVENLABS_BASE_URL", default="https://api.elevenlabs.io").rstrip("/")
+ELEVENLABS_API_KEY = env_str("ELEVENLABS_API_KEY", "")
+ELEVENLABS_BASE_URL = env_str("ELEVENLABS_BASE_URL", "https://api.elevenlabs.io").rstrip("/")
 if not ELEVENLABS_BASE_URL.startswith(("http://", "https://")):
     raise ImproperlyConfigured(f"ELEVENLABS_BASE_URL={ELEVENLABS_BASE_URL!r} must be an http(s) URL.")
-ELEVENLABS_VOICE_ID = env.str("ELEVENLABS_VOICE_ID", default="JBFqnCBsd6RMkjVDRZzb")
-ELEVENLABS_MODEL_ID = env.str("ELEVENLABS_MODEL_ID", default="eleven_flash_v2_5")
-ELEVENLABS_OUTPUT_FORMAT = env.str("ELEVENLABS_OUTPUT_FORMAT", default="pcm_24000")
+ELEVENLABS_VOICE_ID = env_str("ELEVENLABS_VOICE_ID", "JBFqnCBsd6RMkjVDRZzb")
+ELEVENLABS_MODEL_ID = env_str("ELEVENLABS_MODEL_ID", "eleven_flash_v2_5")
+ELEVENLABS_OUTPUT_FORMAT = env_str("ELEVENLABS_OUTPUT_FORMAT", "pcm_24000")
 _PCM_RATES = {8000, 16000, 22050, 24000, 32000, 44100, 48000}
 if not (
     ELEVENLABS_OUTPUT_FORMAT.startswith("pcm_")
@@ -229,9 +242,9 @@ ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
 
-OPENAI_BASE_URL = env.str("OPENAI_BASE_URL", default="https://api.openai.com/v1")
-OPENAI_API_KEY = env.str("OPENAI_API_KEY", default="")
-OPENAI_MODEL = env.str("OPENAI_MODEL", default="gpt-4o-mini")
+OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
+OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
+OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
 OPENAI_TIMEOUT = env_float("OPENAI_TIMEOUT", 30.0, minimum=0.1)
 DEMO_LLM_TOKENS_PER_SECOND = env_float("DEMO_LLM_TOKENS_PER_SECOND", 30.0, minimum=0.0)
 
@@ -268,7 +281,7 @@ LLM_PROVIDERS: dict[str, dict[str, Any]] = {
 
 def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str:
     """Resolve a *_BACKEND variable to an alias, registering a dotted path as the alias `custom`."""
-    value = env.str(name, default=default).strip()
+    value = env_str(name, default)
     if value in aliases:
         return value
     if "." in value:
@@ -280,12 +293,15 @@ def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str
 TTS_BACKEND = _backend("TTS_BACKEND", "elevenlabs" if ELEVENLABS_API_KEY else "espeak", TTS_PROVIDERS)
 LLM_BACKEND = _backend("LLM_BACKEND", "demo", LLM_PROVIDERS)
 
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):
+    raise ImproperlyConfigured(f"LOG_LEVEL={LOG_LEVEL!r} is unknown; use DEBUG, INFO, WARNING, ERROR or CRITICAL.")
 LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs full request URLs at INFO; keep vendor chatter out of the app's log.
     "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
 }
