@@ -1,9 +1,11 @@
 """`make bench`: time from Send to first sound, relay lag and starvation, at rising concurrency, on loopback.
 
 Starts a fake ElevenLabs (first byte after 150 ms, audio paced at real time, PCM 24 kHz), the app under
-Daphne with the demo LLM (30 tokens/s) and a separate client process per level; then does the same turn
-with SPEECH_MODE=whole_reply (one TTS request after the whole reply, what peers do) for the baseline.
-Prints a Markdown table and writes JSON to bench-results/.
+Daphne (one process, or `--processes N` behind Redis; `--server uvicorn` to compare) with the demo LLM
+(30 tokens/s) and a separate client process per level; then does the same turn with
+SPEECH_MODE=whole_reply (one TTS request after the whole reply, what peers do) for the baseline.
+`--soak 600` adds a 10-minute run at 50 streams and reports the server's RSS slope. Prints Markdown
+tables and writes JSON to bench-results/.
 """
 
 from __future__ import annotations
@@ -13,62 +15,58 @@ import json
 import os
 import platform
 import secrets
-import subprocess
+import shutil
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from tests import servers
-
-MESSAGE = "Tell me about streaming speech."
-BYTES_PER_SECOND = 24000 * 2
-
-
-# --- process figures ------------------------------------------------------------------------------
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def rss_kb(pid: int, field: str = "VmRSS") -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    return 0
+from tests.bench import procs
+from tests.bench.figures import (
+    MESSAGE,
+    Turn,
+    ideal_llm_seconds,
+    least_squares_slope,
+    relay_lags,
+    summarize,
+    ttfa_breakdown,
+    upstream_timeline,
+)
+from tests.bench.report import goals, table
 
 
-class RssSampler(threading.Thread):
-    def __init__(self, pid: int) -> None:
-        super().__init__(daemon=True)
-        self.pid, self.peak, self.running = pid, 0, True
+@dataclass
+class Bench:
+    """What every level needs: the servers, the fake vendor, the logged-in users and the ideal figures."""
 
-    def run(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, rss_kb(self.pid))
-            time.sleep(0.1)
+    urls: list[str]
+    pids: list[int]
+    vendor_url: str
+    vendor_pid: int
+    cookies: list[str]
+    ideal_llm: float
+    first_byte: float
+    arrival_rate: float
+    token_s: float  # the demo LLM's time per token
 
-
-def percentile(values: list[float], p: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * (len(ordered) - 1))))]
+    @property
+    def ideal(self) -> float:
+        return self.ideal_llm + self.first_byte
 
 
 # --- the setup ------------------------------------------------------------------------------------
 def setup_django(workdir: Path) -> None:
+    """Django in this process, on the benchmark's own database: users and sessions are made here."""
     os.environ.update(
         DEBUG="true",
         SECRET_KEY=secrets.token_urlsafe(50),
         DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
         MEDIA_ROOT=str(workdir / "media"),
-        REDIS_URL="",
+        REDIS_URL=os.environ.get("BENCH_REDIS_URL", ""),
         DJANGO_SETTINGS_MODULE="voicechat.settings",
     )
     import django
@@ -92,253 +90,177 @@ def make_cookies(count: int, prefix: str) -> list[str]:
     return [session_cookie_for(u) for u in user_model.objects.filter(username__startswith=prefix).order_by("id")]
 
 
-@contextmanager
-def fake_vendor(first_byte_ms: float, realtime: bool) -> Any:
-    args = [sys.executable, "-m", "tests.fakes.elevenlabs", "--port", "0", "--first-byte-ms", str(first_byte_ms)]
-    process = subprocess.Popen(
-        [*args, *(["--realtime"] if realtime else [])], cwd=servers.ROOT, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert process.stdout is not None
-        yield process.stdout.readline().strip(), process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-@contextmanager
-def daphne(env: dict[str, str]) -> Any:
-    port = servers.free_port()
-    process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "daphne"), "-b", "127.0.0.1", "-p", str(port), "voicechat.asgi:application"],
-        cwd=servers.ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        servers.wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
-
-
-def run_clients(spec: dict[str, Any]) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.bench.client"],
-        cwd=servers.ROOT,
-        input=json.dumps(spec) + "\n",
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return list(json.loads(done.stdout))
-
-
-def idle_rss_per_connection(url: str, pid: int, cookies: list[str]) -> float:
-    """RSS the server adds per open, idle WebSocket (KB)."""
-    before = rss_kb(pid)
-    client = subprocess.Popen(
-        [sys.executable, "-m", "tests.bench.client"],
-        cwd=servers.ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    assert client.stdin is not None and client.stdout is not None
-    client.stdin.write(json.dumps({"url": url, "idle": True, "cookies": cookies}) + "\n")
-    client.stdin.flush()
-    client.stdout.readline()
-    time.sleep(1)
-    after = rss_kb(pid)
-    client.stdin.close()
-    client.wait(30)
-    return (after - before) / len(cookies)
-
-
-# --- figures ----------------------------------------------------------------------------------
-def ideal_ttfa(tokens_per_second: float, first_byte_ms: float) -> float:
-    """LLM time to the first speakable chunk plus the vendor's first-byte delay, in seconds."""
-    from chat.providers.demo import DemoLLM
-    from chat.speech import SpeechChunker
-
-    reply = DemoLLM.reply_for(MESSAGE)
-    chunker = SpeechChunker()
-    for index, token in enumerate(DemoLLM.tokens(reply)):
-        if chunker.feed(token):
-            return (index + 1) / tokens_per_second + first_byte_ms / 1000
-    return len(DemoLLM.tokens(reply)) / tokens_per_second + first_byte_ms / 1000
-
-
-def upstream_timeline(results: list[dict[str, Any]], vendor_url: str) -> dict[str, list[tuple[float, int]]]:
-    """Per assistant message: when each byte became relayable, as (time, cumulative bytes), in speaking order.
-
-    A byte is relayable when the vendor sent it, but not before the previous chunk's last byte was sent:
-    the next chunk is requested early on purpose and waits its turn, which no listener hears as lag.
-    """
-    from chat.models import Message
-
-    with urllib.request.urlopen(vendor_url + "/_fake/requests") as response:
-        requests = {r["request_id"]: r for r in json.load(response)}
-    ids = [r["message_id"] for r in results if r["message_id"]]
-    timelines: dict[str, list[tuple[float, int]]] = {}
-    for message_id, request_ids in Message.objects.filter(pk__in=ids).values_list("pk", "tts_request_ids"):
-        total, timeline, previous_end = 0, [], 0.0
-        for request_id in request_ids:
-            for sent_at, size in requests[request_id]["sends"]:
-                total += size
-                timeline.append((max(sent_at, previous_end), total))
-            previous_end = timeline[-1][0] if timeline else previous_end
-        timelines[str(message_id)] = timeline
-    return timelines
-
-
-def relay_lags(result: dict[str, Any], timeline: list[tuple[float, int]]) -> list[float]:
-    """For each audio event: receive time minus the time its last byte became relayable (seconds)."""
-    lags, received, cursor = [], 0, 0
-    for recv_at, size in result["audio"]:
-        received += size
-        while cursor < len(timeline) - 1 and timeline[cursor][1] < received:
-            cursor += 1
-        if timeline and timeline[cursor][1] >= received:
-            lags.append(recv_at - timeline[cursor][0])
-    return lags
-
-
-def starvation(result: dict[str, Any], prebuffer: float = 0.08) -> float:
-    """Seconds a real-time player (80 ms start-up buffer, like the browser's) would have had nothing to play."""
-    if not result["audio"]:
-        return 0.0
-    starved, play_at = 0.0, result["audio"][0][0] + prebuffer
-    for recv_at, size in result["audio"]:
-        if recv_at > play_at:
-            starved += recv_at - play_at
-            play_at = recv_at
-        play_at += size / BYTES_PER_SECOND
-    return starved
-
-
-def summarize(level: int, results: list[dict[str, Any]], ideal: float, extra: dict[str, Any]) -> dict[str, Any]:
-    good = [r for r in results if r["status"] == "complete" and r["audio"] and not r["errors"]]
-    ttfa = [r["audio"][0][0] - r["sent_at"] for r in good]
-    lags = [lag for r in good for lag in r.get("lags", [])]
+def server_env(vendor_url: str, tokens_per_second: float) -> dict[str, str]:
     return {
-        "clients": level,
-        "ttfa_ms": {p: round(percentile(ttfa, p) * 1000, 1) for p in (50, 95, 99)},
-        "ideal_ttfa_ms": round(ideal * 1000, 1),
-        "overhead_ms": {p: round((percentile(ttfa, p) - ideal) * 1000, 1) for p in (50, 99)},
-        "relay_lag_ms": {
-            "p50": round(percentile(lags, 50) * 1000, 2),
-            "p99": round(percentile(lags, 99) * 1000, 2),
-            "max": round(max(lags, default=float("nan")) * 1000, 2),
-        },
-        "starvation_ms_total": round(sum(starvation(r) for r in good) * 1000, 1),
-        "audio_seconds": round(sum(size for r in good for _, size in r["audio"]) / BYTES_PER_SECOND, 1),
-        "errors": sum(len(r["errors"]) for r in results),
-        "incomplete": len(results) - len(good),
-        **extra,
+        **os.environ,
+        "LLM_BACKEND": "demo",
+        "DEMO_LLM_TOKENS_PER_SECOND": str(tokens_per_second),
+        "TTS_BACKEND": "elevenlabs",
+        "ELEVENLABS_API_KEY": "test-elevenlabs-key",
+        "ELEVENLABS_BASE_URL": vendor_url,
+        "ELEVENLABS_OUTPUT_FORMAT": "pcm_24000",
+        "ELEVENLABS_MAX_CONCURRENCY": "100000",  # the fake has no plan limit
+        "LOG_LEVEL": "WARNING",
+        # Measure a production configuration: DEBUG keeps every SQL query and slows each one down.
+        "DEBUG": "false",
+        "SECRET_KEY": os.environ["SECRET_KEY"],  # the key the harness signed the sessions with
+        "ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "SECURE_SSL_REDIRECT": "false",
+        "SESSION_COOKIE_SECURE": "false",
+        "CSRF_COOKIE_SECURE": "false",
+        "SECURE_HSTS_SECONDS": "0",
     }
 
 
-def run_level(
-    level: int, url: str, pid: int, vendor: str, cookies: list[str], ideal: float, arrival_rate: float = 20.0
-) -> dict[str, Any]:
-    sampler = RssSampler(pid)
+# --- one level ------------------------------------------------------------------------------------
+def attach_upstream(bench: Bench, turns: list[Turn], *, lags: bool = True) -> None:
+    """Give each turn its relay lags and TTFA breakdown, from the fake's records of the turn's requests."""
+    from chat.models import Message
+
+    requests = procs.fake_requests(bench.vendor_url)
+    ids = [t["message_id"] for t in turns if t["message_id"]]
+    request_ids = {
+        str(pk): list(r) for pk, r in Message.objects.filter(pk__in=ids).values_list("pk", "tts_request_ids")
+    }
+    for turn in turns:
+        turn["request_ids"] = request_ids.get(str(turn["message_id"]), [])
+        if lags and all(r in requests for r in turn["request_ids"]):
+            turn["lags"] = relay_lags(turn, upstream_timeline(turn["request_ids"], requests))
+        if turn["audio"]:
+            turn["breakdown"] = ttfa_breakdown(turn, requests, bench.ideal_llm, bench.first_byte, bench.token_s)
+
+
+def run_level(bench: Bench, clients: int, duration: float = 0.0, *, rss_interval: float = 0.1) -> dict[str, Any]:
+    """`clients` conversations, arriving at `arrival_rate` per second, each taking turns for `duration` s."""
+    procs.fake_reset(bench.vendor_url)
+    rss_before = sum(procs.rss_kb(pid) for pid in bench.pids)
+    sampler = procs.RssSampler(bench.pids, rss_interval)
     sampler.start()
-    cpu_before = cpu_seconds(pid)
-    # Turns start at `arrival_rate` per second (uniformly at random); each lasts ~25 s of speech, so all
-    # `level` conversations still stream at the same time.
-    stagger = max(1.0, level / arrival_rate)
-    results = run_clients({"url": url, "message": MESSAGE, "cookies": cookies[:level], "stagger": stagger})
-    cpu = cpu_seconds(pid) - cpu_before
-    sampler.running = False
-    timelines = upstream_timeline(results, vendor)
-    for result in results:
-        result["lags"] = relay_lags(result, timelines.get(str(result["message_id"]), []))
-    row = summarize(level, results, ideal, {"server_peak_rss_mb": round(sampler.peak / 1024, 1)})
-    row["cpu_s_per_audio_s"] = round(cpu / row["audio_seconds"], 4) if row["audio_seconds"] else None
-    row["rss_per_streaming_connection_kb"] = None
+    started = time.monotonic()
+    server_cpu = sum(procs.cpu_seconds(pid) for pid in bench.pids)
+    vendor_cpu = procs.cpu_seconds(bench.vendor_pid)
+    busy, total = procs.machine_busy_seconds()
+    # Turns start uniformly at random over `stagger` s; each lasts ~25 s of speech, so all still overlap.
+    stagger = max(1.0, clients / bench.arrival_rate)
+    spec: dict[str, Any] = {"urls": bench.urls, "message": MESSAGE, "cookies": bench.cookies[:clients]}
+    spec |= {"stagger": stagger} | ({"until": started + stagger + duration} if duration else {})
+    out = procs.run_clients(spec)
+    wall = time.monotonic() - started
+    server_cpu = sum(procs.cpu_seconds(pid) for pid in bench.pids) - server_cpu
+    vendor_cpu = procs.cpu_seconds(bench.vendor_pid) - vendor_cpu
+    busy_after, total_after = procs.machine_busy_seconds()
+    sampler.stop()
+    turns = out["turns"]
+    attach_upstream(bench, turns)
+    row = summarize(clients, turns, bench.ideal)
+    audio = row["audio_seconds"]
+    return row | {
+        "wall_s": round(wall, 1),
+        "cpu_s_per_audio_s": round(server_cpu / audio, 4) if audio else None,
+        "server_cores": round(server_cpu / wall, 2),
+        "vendor_cores": round(vendor_cpu / wall, 2),
+        "client_cores": round(out["cpu_s"] / wall, 2),
+        "machine_busy_pct": round(100 * (busy_after - busy) / (total_after - total), 1),
+        "server_rss_before_mb": round(rss_before / 1024, 1),
+        "server_peak_rss_mb": round(sampler.peak / 1024, 1),
+        "rss_per_streaming_connection_kb": round((sampler.peak - rss_before) / clients, 1),
+        "rss_samples": sampler.samples if rss_interval >= 1 else [],
+    }
+
+
+def run_soak(bench: Bench, seconds: float, clients: int) -> dict[str, Any]:
+    """`clients` conversations taking turns back to back for `seconds`; the server's RSS slope in KB/min."""
+    row = run_level(bench, clients, seconds, rss_interval=5.0)
+    samples = row.pop("rss_samples")
+    start = samples[0][0]
+    steady = [(t - start, kb) for t, kb in samples if t - start >= 60]  # the first minute fills pools and caches
+    row["rss_slope_kb_per_min"] = round(60 * least_squares_slope(steady), 1)
+    row["rss_slope_whole_kb_per_min"] = round(60 * least_squares_slope([(t - start, kb) for t, kb in samples]), 1)
+    row["rss_first_last_mb"] = [round(steady[0][1] / 1024, 1), round(steady[-1][1] / 1024, 1)] if steady else []
+    row["rss_series_kb"] = [[round(t - start), kb] for t, kb in samples]
     return row
 
 
-def table(rows: list[dict[str, Any]], baseline: dict[str, Any], idle_kb: float) -> str:
-    head = (
-        "| clients | TTFA p50 / p95 / p99 (ms) | ideal (ms) | overhead p50 / p99 (ms) | relay lag p50 / p99 / max (ms)"
-        " | starvation (ms) | CPU s per audio s | peak RSS (MB) | errors / incomplete |\n"
-        "|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
-    for r in rows:
-        t, o, lag = r["ttfa_ms"], r["overhead_ms"], r["relay_lag_ms"]
-        lines.append(
-            f"| {r['clients']} | {t[50]} / {t[95]} / {t[99]} | {r['ideal_ttfa_ms']} | {o[50]} / {o[99]} | "
-            f"{lag['p50']} / {lag['p99']} / {lag['max']} | {r['starvation_ms_total']} | {r['cpu_s_per_audio_s']} | "
-            f"{r['server_peak_rss_mb']} | {r['errors']} / {r['incomplete']} |"
-        )
-    ratio = rows[0]["ttfa_ms"][50] / baseline["ttfa_ms"][50] if baseline["ttfa_ms"][50] else float("nan")
-    lines.append("")
-    lines.append(
-        f"Baseline (whole reply, then one TTS request), {baseline['clients']} client(s): TTFA p50 "
-        f"{baseline['ttfa_ms'][50]} ms; pipelined / baseline = **{ratio:.3f}**. "
-        f"Idle WebSocket: {idle_kb:.0f} KB RSS per connection."
-    )
-    return "\n".join(lines)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ladder", default="1,10,50,100,200,400")
+# --- the run --------------------------------------------------------------------------------------
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m tests.bench", description=__doc__)
+    parser.add_argument("--ladder", default="1,10,50,100,200,400", help="concurrent conversations per level")
+    parser.add_argument("--duration", type=float, default=0.0, help="seconds each client keeps taking turns (0: one)")
+    parser.add_argument("--soak", type=float, default=0.0, help="seconds of the memory soak (0: none; try 600)")
+    parser.add_argument("--soak-clients", type=int, default=50)
+    parser.add_argument("--processes", type=int, default=1, help="Daphne processes (more than one: Redis layer)")
+    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="uvicorn: for comparison")
     parser.add_argument("--first-byte-ms", type=float, default=150.0)
     parser.add_argument("--tokens-per-second", type=float, default=30.0)
     parser.add_argument("--baseline-clients", type=int, default=1)
-    parser.add_argument("--arrival-rate", type=float, default=20.0, help="new turns per second within a level")
-    args = parser.parse_args()
-    ladder = [int(n) for n in args.ladder.split(",")]
-    workdir = Path(tempfile.mkdtemp(prefix="voicechat-bench-"))
+    parser.add_argument("--arrival-rate", type=float, default=20.0, help="new conversations per second in a level")
+    return parser.parse_args()
+
+
+def progress(name: str, row: dict[str, Any]) -> None:
+    shown = {k: v for k, v in row.items() if k not in ("rss_series_kb", "rss_samples")}
+    print(f"{name}: {json.dumps(shown)}", file=sys.stderr, flush=True)
+
+
+def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    ladder = [int(n) for n in args.ladder.split(",") if n.strip()]
     setup_django(workdir)
-    cookies = make_cookies(max(ladder), "bench")
-    ideal = ideal_ttfa(args.tokens_per_second, args.first_byte_ms)
-    with fake_vendor(args.first_byte_ms, realtime=True) as (vendor, _):
-        env = {
-            **os.environ,
-            "LLM_BACKEND": "demo",
-            "DEMO_LLM_TOKENS_PER_SECOND": str(args.tokens_per_second),
-            "TTS_BACKEND": "elevenlabs",
-            "ELEVENLABS_API_KEY": "test-elevenlabs-key",
-            "ELEVENLABS_BASE_URL": vendor,
-            "ELEVENLABS_MAX_CONCURRENCY": "100000",
-            "LOG_LEVEL": "WARNING",
-            # Measure a production configuration: DEBUG keeps every SQL query and slows each one down.
-            "DEBUG": "false",
-            "SECRET_KEY": os.environ["SECRET_KEY"],  # the key the harness signed the sessions with
-            "ALLOWED_HOSTS": "127.0.0.1,localhost",
-            "SECURE_SSL_REDIRECT": "false",
-            "SESSION_COOKIE_SECURE": "false",
-            "CSRF_COOKIE_SECURE": "false",
-            "SECURE_HSTS_SECONDS": "0",
-        }
-        with daphne(env) as (url, pid):
-            run_level(1, url, pid, vendor, cookies, ideal)  # warm-up: imports, pools, first queries
-            idle_kb = idle_rss_per_connection(url, pid, cookies[: max(ladder)])
-            rows = []
-            for level in ladder:
-                rows.append(run_level(level, url, pid, vendor, cookies, ideal, args.arrival_rate))
-                print(f"level {level}: {json.dumps(rows[-1])}", file=sys.stderr, flush=True)
-        with daphne({**env, "SPEECH_MODE": "whole_reply"}) as (url, pid):
-            baseline = run_level(args.baseline_clients, url, pid, vendor, cookies, ideal)
-    report = {
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version()},
-        "settings": vars(args),
-        "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "idle_rss_per_connection_kb": round(idle_kb, 1),
-        "levels": rows,
-        "baseline": baseline,
-    }
+    cookies = make_cookies(max([*ladder, args.soak_clients, args.baseline_clients, 100]), "bench")
+    report: dict[str, Any] = {"levels": [], "soak": None}
+    ideal_llm, token_s = ideal_llm_seconds(args.tokens_per_second), 1 / args.tokens_per_second
+    with procs.fake_vendor(args.first_byte_ms) as (vendor_url, vendor_pid):
+        env = server_env(vendor_url, args.tokens_per_second)
+
+        def bench_for(urls: list[str], pids: list[int]) -> Bench:
+            first_byte = args.first_byte_ms / 1000
+            return Bench(urls, pids, vendor_url, vendor_pid, cookies, ideal_llm, first_byte, 20.0, token_s)
+
+        with procs.app_servers(env, args.processes, args.server) as (urls, pids):
+            bench = bench_for(urls, pids)
+            run_level(bench, 1)  # warm-up: imports, pools, first queries
+            idle_cookies = cookies[: max([*ladder, 100])]
+            report["idle_rss_per_connection_kb"] = round(procs.idle_rss_per_connection(urls, pids, idle_cookies), 1)
+            bench.arrival_rate = args.arrival_rate
+            for clients in ladder:
+                report["levels"].append(run_level(bench, clients, args.duration))
+                progress(f"level {clients}", report["levels"][-1])
+            if args.soak:
+                report["soak"] = run_soak(bench, args.soak, args.soak_clients)
+                progress("soak", report["soak"])
+        with procs.app_servers({**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server) as (urls, pids):
+            baseline = bench_for(urls, pids)
+            run_level(baseline, 1)
+            report["baseline"] = run_level(baseline, args.baseline_clients)
+            progress("baseline", report["baseline"])
+    return report
+
+
+def machine() -> dict[str, Any]:
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if "model name" in line
+        ),
+        platform.processor(),
+    )
+    return {"cpus": os.cpu_count(), "cpu": model, "platform": platform.platform(), "python": platform.python_version()}
+
+
+def main() -> None:
+    args = parse_args()
+    workdir = Path(tempfile.mkdtemp(prefix="voicechat-bench-"))
+    try:
+        report = run_all(args, workdir)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report |= {"machine": machine(), "settings": vars(args), "when": datetime.now(UTC).isoformat(timespec="seconds")}
     out = servers.ROOT / "bench-results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps(report, indent=2))
-    print(table(rows, baseline, idle_kb))
+    out.write_text(json.dumps(report, indent=1))
+    print(table(report))
+    print()
+    print(goals(report))
     print(f"\nJSON: {out}")
 
 

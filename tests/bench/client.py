@@ -1,8 +1,13 @@
-"""Load generator: many WebSocket clients that send one message each and consume the whole turn like a browser.
+"""Load generator: many WebSocket clients that send messages and consume whole turns like a browser.
 
 Runs as its own process (`python -m tests.bench.client < spec.json > result.json`) so its CPU is not the
 server's. Times are `time.monotonic()`, which is system-wide on Linux, so they compare with the fake
 vendor's send times directly.
+
+Spec keys: `urls` (one per server process; client i uses urls[i % n]), `cookies` (one client each),
+`message`, `stagger` (seconds over which clients start, uniformly at random), `until` (a monotonic
+deadline: each client keeps taking turns on its socket until it passes; absent means one turn),
+`verify` (hash the PCM so a test can compare it byte for byte), `idle` (open sockets and hold them).
 """
 
 from __future__ import annotations
@@ -28,47 +33,67 @@ def _audio_bytes(frame: str) -> tuple[int, str]:
     return len(data) * 3 // 4 - data.count("=", len(data) - 2), data
 
 
-async def one_turn(session: aiohttp.ClientSession, spec: dict[str, Any], cookie: str, index: int) -> dict[str, Any]:
+def _ws_url(http_url: str) -> str:
+    return http_url.replace("http", "ws", 1) + "/v1/convai/conversation"
+
+
+async def one_turn(ws: aiohttp.ClientWebSocketResponse, spec: dict[str, Any], index: int) -> dict[str, Any]:
+    """Send one message and read frames up to the turn's `agent_response_complete`."""
     result: dict[str, Any] = {"index": index, "audio": [], "errors": [], "status": None, "message_id": None}
-    digest = hashlib.sha256()
-    await asyncio.sleep(random.uniform(0, spec.get("stagger", 0.0)))
-    headers = {"Cookie": cookie, "Origin": spec["url"]}
-    url = spec["url"].replace("http", "ws", 1) + "/v1/convai/conversation"
-    try:
-        async with session.ws_connect(url, headers=headers, max_msg_size=0, heartbeat=None) as ws:
-            meta = json.loads((await ws.receive(timeout=30)).data)
-            result["format"] = meta["conversation_initiation_metadata_event"]["agent_output_audio_format"]
-            result["sent_at"] = time.monotonic()
-            await ws.send_str(json.dumps({"type": "user_message", "text": spec["message"]}))
-            async for message in ws:
-                now = time.monotonic()
-                frame = message.data
-                if frame.startswith(_AUDIO_PREFIX):
-                    size, data = _audio_bytes(frame)
-                    result["audio"].append((now, size))
-                    if spec.get("verify"):
-                        digest.update(base64.b64decode(data))
-                    continue
-                event = json.loads(frame)
-                if event["type"] == "error":
-                    result["errors"].append(event["error_event"]["code"])
-                elif event["type"] == "agent_response_complete":
-                    body = event["agent_response_complete_event"]
-                    result["status"], result["message_id"] = body["status"], body["message_id"]
-                    result["audio_status"] = body["audio_status"]
-                    break
-    except Exception as exc:
-        result["errors"].append(f"client: {type(exc).__name__}: {exc}")
-    result["sha256"] = digest.hexdigest() if spec.get("verify") else None
+    digest = hashlib.sha256() if spec.get("verify") else None
+    audio = result["audio"]
+    result["sent_at"] = time.monotonic()
+    await ws.send_str(json.dumps({"type": "user_message", "text": spec["message"]}))
+    async for message in ws:
+        now = time.monotonic()
+        frame = message.data
+        if message.type is not aiohttp.WSMsgType.TEXT:
+            result["errors"].append(f"client: socket {message.type.name}")
+            break
+        if frame.startswith(_AUDIO_PREFIX):
+            size, data = _audio_bytes(frame)
+            audio.append((now, size))
+            if digest is not None:
+                digest.update(base64.b64decode(data))
+            continue
+        event = json.loads(frame)
+        if event["type"] == "error":
+            result["errors"].append(event["error_event"]["code"])
+        elif event["type"] == "agent_response_complete":
+            body = event["agent_response_complete_event"]
+            result["status"], result["message_id"] = body["status"], body["message_id"]
+            result["audio_status"], result["metrics"] = body["audio_status"], body["metrics"]
+            break
+    result["sha256"] = digest.hexdigest() if digest is not None else None
     return result
 
 
-async def idle_connections(session: aiohttp.ClientSession, spec: dict[str, Any], cookies: list[str]) -> None:
+async def one_client(session: aiohttp.ClientSession, spec: dict[str, Any], index: int) -> list[dict[str, Any]]:
+    """One browser tab: connect, then take turns until the deadline (or once)."""
+    urls, cookie = spec["urls"], spec["cookies"][index]
+    url = urls[index % len(urls)]
+    await asyncio.sleep(random.uniform(0, spec.get("stagger", 0.0)))
+    turns: list[dict[str, Any]] = []
+    try:
+        headers = {"Cookie": cookie, "Origin": url}
+        async with session.ws_connect(_ws_url(url), headers=headers, max_msg_size=0, heartbeat=None) as ws:
+            await ws.receive(timeout=30)  # conversation_initiation_metadata
+            while True:
+                turns.append(await one_turn(ws, spec, index))
+                if "until" not in spec or time.monotonic() >= spec["until"] or turns[-1]["status"] is None:
+                    break
+    except Exception as exc:
+        failed = {"index": index, "audio": [], "status": None, "message_id": None, "sha256": None}
+        turns.append({**failed, "errors": [f"client: {type(exc).__name__}: {exc}"], "sent_at": time.monotonic()})
+    return turns
+
+
+async def idle_connections(session: aiohttp.ClientSession, spec: dict[str, Any]) -> None:
     """Open one idle socket per cookie, report on stdout, and hold them until stdin closes."""
-    url = spec["url"].replace("http", "ws", 1) + "/v1/convai/conversation"
     sockets = []
-    for cookie in cookies:
-        ws = await session.ws_connect(url, headers={"Cookie": cookie, "Origin": spec["url"]})
+    for index, cookie in enumerate(spec["cookies"]):
+        url = spec["urls"][index % len(spec["urls"])]
+        ws = await session.ws_connect(_ws_url(url), headers={"Cookie": cookie, "Origin": url})
         await ws.receive(timeout=30)
         sockets.append(ws)
     print(json.dumps({"open": len(sockets)}), flush=True)
@@ -79,13 +104,14 @@ async def idle_connections(session: aiohttp.ClientSession, spec: dict[str, Any],
 
 async def main() -> None:
     spec = json.loads(sys.stdin.readline())
+    spec.setdefault("urls", [spec.get("url")])
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector) as session:
         if spec.get("idle"):
-            await idle_connections(session, spec, spec["cookies"])
+            await idle_connections(session, spec)
             return
-        results = await asyncio.gather(*(one_turn(session, spec, c, i) for i, c in enumerate(spec["cookies"])))
-    json.dump(results, sys.stdout)
+        clients = await asyncio.gather(*(one_client(session, spec, i) for i in range(len(spec["cookies"]))))
+    json.dump({"turns": [turn for turns in clients for turn in turns], "cpu_s": time.process_time()}, sys.stdout)
 
 
 if __name__ == "__main__":

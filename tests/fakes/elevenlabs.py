@@ -98,10 +98,12 @@ class FakeElevenLabs(LoopbackServer):
         stall_seconds: float = 30.0,
         log_sends: TextIO | None = None,
         keep_audio: bool = True,
+        pace_poll_ms: float = 10.0,
         port: int = 0,
     ) -> None:
         super().__init__(port=port)
         self.keep_audio = keep_audio
+        self.pace_poll = pace_poll_ms / 1000  # how often a paced wait checks that the client is still there
         self.api_key = api_key
         self.voices = tuple(voices)
         self.first_byte_ms = first_byte_ms
@@ -263,7 +265,7 @@ class FakeElevenLabs(LoopbackServer):
             if index == _BREAK_AFTER_CHUNKS and record.fault in ("reset", "stall"):
                 await self._break(request, record.fault)
             if self.realtime and paced:  # chunk i leaves at t0 + the audio duration already sent
-                await wait_or_disconnect(request, start + sent_samples / rate - time.monotonic())
+                await wait_or_disconnect(request, start + sent_samples / rate - time.monotonic(), self.pace_poll)
             await response.write(chunk)
             self._log_send(record, len(chunk))
             if self.keep_audio:  # a long benchmark keeps send times only, not every byte
@@ -381,6 +383,9 @@ def main() -> None:
     parser.add_argument("--realtime", action="store_true", help="pace audio at real time")
     parser.add_argument("--chunk-ms", type=float, default=50.0)
     parser.add_argument("--log-sends", type=Path, help="append one JSON line per chunk sent to this file")
+    parser.add_argument(
+        "--pace-poll-ms", type=float, default=10.0, help="how often real-time pacing checks for a gone client"
+    )
     args = parser.parse_args()
     log = args.log_sends.open("a") if args.log_sends else None
     fake = FakeElevenLabs(
@@ -390,6 +395,7 @@ def main() -> None:
         chunk_ms=args.chunk_ms,
         log_sends=log,
         keep_audio=False,
+        pace_poll_ms=args.pace_poll_ms,
         port=args.port,
     )
 
