@@ -107,7 +107,7 @@ export function Markdown({ text }: { text: string }): ReactNode {
           </pre>
         );
       case "heading": {
-        const Tag = `h${Math.min(block.level + 2, 6)}` as "h3";
+        const Tag = block.level <= 2 ? "h3" : "h4"; // inside a chat bubble, under the page's own headings
         return <Tag key={key}>{renderInline(block.text, key)}</Tag>;
       }
       case "list": {

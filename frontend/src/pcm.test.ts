@@ -1,4 +1,4 @@
-import { LinearResampler, Pcm16Decoder, sampleRateOf } from "./pcm";
+import { base64ToBytes, LinearResampler, Pcm16Decoder, sampleRateOf } from "./pcm";
 
 describe("Pcm16Decoder", () => {
   it("decodes little-endian samples and carries an odd byte to the next chunk", () => {
@@ -37,4 +37,47 @@ describe("LinearResampler", () => {
 it("reads the sample rate from the announced format", () => {
   expect(sampleRateOf("pcm_22050")).toBe(22050);
   expect(() => sampleRateOf("mp3_44100_128")).toThrow();
+});
+
+describe("PCM edge cases", () => {
+  it("decodes the extremes of the 16-bit range", () => {
+    const out = new Pcm16Decoder().decode(new Uint8Array([0x00, 0x80, 0xff, 0x7f, 0xff, 0xff]));
+    expect(Array.from(out)).toEqual([-1, 32767 / 32768, -1 / 32768]);
+  });
+
+  it("forgets a carried byte on reset (a flushed turn does not leak into the next)", () => {
+    const decoder = new Pcm16Decoder();
+    decoder.decode(new Uint8Array([0x01]));
+    decoder.reset();
+    expect(Array.from(decoder.decode(new Uint8Array([0x00, 0x40])))).toEqual([0.5]);
+  });
+
+  it.each([
+    [22050, 48000],
+    [24000, 44100],
+    [48000, 24000],
+    [16000, 48000],
+  ])("resamples %i Hz to %i Hz without drift over many odd chunks", (from, to) => {
+    const resampler = new LinearResampler(from, to);
+    let inputs = 0;
+    let outputs = 0;
+    for (let i = 0; i < 200; i++) {
+      const size = 97 + ((i * 31) % 60);
+      inputs += size;
+      outputs += resampler.process(new Float32Array(size).fill(0.25)).length;
+    }
+    expect(Math.abs(outputs - (inputs * to) / from)).toBeLessThanOrEqual(1);
+  });
+
+  it("interpolates a ramp smoothly across a chunk boundary", () => {
+    const resampler = new LinearResampler(24000, 48000);
+    const ramp = Float32Array.from({ length: 20 }, (_, i) => i / 20);
+    const out = [...resampler.process(ramp.subarray(0, 7)), ...resampler.process(ramp.subarray(7))];
+    const steps = out.slice(4).map((v, i) => v - out[i + 3]); // the first outputs lead in from silence
+    steps.forEach((step) => expect(step).toBeCloseTo(1 / 40, 5));
+  });
+
+  it("decodes base64 audio events", () => {
+    expect(Array.from(base64ToBytes("AAEC/w=="))).toEqual([0, 1, 2, 255]);
+  });
 });

@@ -10,6 +10,8 @@ export interface ChatMessage {
   audio_status?: string;
   audio_url?: string | null;
   error_code?: string;
+  error_message?: string;
+  created_at?: string;
 }
 
 export interface Notice {
@@ -30,14 +32,27 @@ export interface ChatState {
 }
 
 export type ServerFrame =
-  | { type: "conversation_initiation_metadata"; conversation_initiation_metadata_event: { conversation_id: string; agent_output_audio_format: string; max_message_chars?: number } }
+  | {
+      type: "conversation_initiation_metadata";
+      conversation_initiation_metadata_event: {
+        conversation_id: string;
+        agent_output_audio_format: string;
+        user_input_audio_format?: string;
+        agent_id?: string;
+        max_message_chars?: number;
+        protocol_version?: number | string;
+      };
+    }
   | { type: "user_transcript"; user_transcription_event: { user_transcript: string; event_id: number; message_id: string } }
   | { type: "agent_chat_response_part"; text_response_part: { text: string; type: "start" | "delta" | "stop"; event_id: number; message_id: string } }
   | { type: "audio"; audio_event: { audio_base_64: string; event_id: number } }
   | { type: "agent_response"; agent_response_event: { agent_response: string; event_id: number; message_id: string } }
   | { type: "interruption"; interruption_event: { event_id: number; message_id: string } }
   | { type: "agent_response_correction"; agent_response_correction_event: { original_agent_response: string; corrected_agent_response: string; event_id: number; message_id: string } }
-  | { type: "agent_response_complete"; agent_response_complete_event: { event_id: number; message_id: string; status: string; audio_status: string; audio_url: string | null } }
+  | {
+      type: "agent_response_complete";
+      agent_response_complete_event: { event_id: number; message_id: string; status: string; audio_status: string; audio_url: string | null; metrics?: Record<string, number | null> };
+    }
   | { type: "ping"; ping_event: { event_id: number; ping_ms: number | null } }
   | { type: "error"; error_event: { code: string; message: string } };
 
@@ -45,6 +60,7 @@ export type Action =
   | { type: "server"; frame: ServerFrame }
   | { type: "history"; messages: ChatMessage[]; older: boolean }
   | { type: "reset"; conversationId: string | null }
+  | { type: "disconnected" }
   | { type: "notice"; code: string; message: string }
   | { type: "dismiss"; id: number };
 
@@ -107,10 +123,16 @@ export function reducer(state: ChatState, action: Action): ChatState {
     case "server":
       return reduceFrame(state, action.frame);
     case "history": {
+      // Known messages take the server's fields (a resync after a reconnect); new ones join in order.
+      const incoming = new Map(action.messages.map((m) => [m.id, m]));
+      const merged = state.messages.map((m) => (incoming.has(m.id) ? { ...m, ...incoming.get(m.id) } : m));
       const known = new Set(state.messages.map((m) => m.id));
       const fresh = action.messages.filter((m) => !known.has(m.id));
-      return { ...state, messages: action.older ? [...fresh, ...state.messages] : [...state.messages, ...fresh] };
+      return { ...state, messages: action.older ? [...fresh, ...merged] : [...merged, ...fresh] };
     }
+    case "disconnected":
+      // The server stops a turn whose socket closed; the resync after reconnecting shows its final status.
+      return { ...state, running: false, streamingId: null };
     case "reset":
       return { ...initialState(action.conversationId, state.maxChars), notices: state.notices };
     case "notice":

@@ -69,3 +69,78 @@ describe("SampleQueue", () => {
     expect(queue.firstAudible).toBe(true);
   });
 });
+
+describe("SampleQueue, edge cases", () => {
+  it("keeps order across many odd-sized chunks, one sample at a time too", () => {
+    const queue = new SampleQueue(0);
+    let next = 1;
+    for (const size of [1, 1, 3, 127, 129, 2, 5, 1, 255, 4]) {
+      queue.push(ramp(next, size));
+      next += size;
+    }
+    const out: number[] = [];
+    for (let i = 0; i < 5; i++) out.push(...queue.pull(quantum()));
+    expect(out.slice(0, next - 1).map((v) => Math.round(v * 1000))).toEqual(Array.from({ length: next - 1 }, (_, i) => i + 1));
+    expect(queue.samplesPlayed).toBe(next - 1);
+  });
+
+  it("counts no underrun while still filling the start-up buffer", () => {
+    const queue = new SampleQueue(1000);
+    queue.push(ramp(1, 300));
+    for (let i = 0; i < 10; i++) queue.pull(quantum());
+    expect(queue.underruns).toBe(0);
+    expect(queue.samplesPlayed).toBe(0);
+  });
+
+  it("refills the start-up buffer after an underrun before playing on", () => {
+    const queue = new SampleQueue(256);
+    queue.push(ramp(1, 300));
+    queue.pull(quantum());
+    queue.pull(quantum());
+    queue.pull(quantum()); // 44 samples left, then short: an underrun
+    expect(queue.underruns).toBe(1);
+    expect(queue.state).toBe("buffering");
+    queue.push(ramp(1, 100));
+    expect(queue.pull(quantum()).every((v) => v === 0)).toBe(true);
+    queue.push(ramp(101, 200));
+    expect(queue.pull(quantum())[0]).toBeCloseTo(0.001);
+  });
+
+  it("flushes at once, without a fade, when nothing has played yet", () => {
+    const queue = new SampleQueue(1000);
+    queue.push(new Float32Array(500).fill(0.5));
+    queue.flush();
+    expect(queue.state).toBe("idle");
+    expect(queue.pull(quantum()).every((v) => v === 0)).toBe(true);
+    expect(queue.samplesPlayed).toBe(0);
+  });
+
+  it("plays audio pushed after a flush as a new stream", () => {
+    const queue = new SampleQueue(0, 16);
+    queue.push(new Float32Array(1000).fill(0.5));
+    queue.pull(quantum());
+    queue.flush();
+    queue.pull(quantum()); // the fade tail
+    expect(queue.state).toBe("idle");
+    queue.push(ramp(1, 128));
+    expect(Math.round(queue.pull(quantum())[5] * 1000)).toBe(6);
+  });
+
+  it("tells where in the quantum the first audible sample sits, once per turn", () => {
+    const queue = new SampleQueue(0);
+    const chunk = new Float32Array(128);
+    chunk[40] = 0.2;
+    queue.push(chunk);
+    queue.pull(quantum());
+    expect(queue.firstAudible).toBe(true);
+    expect(queue.firstAudibleIndex).toBe(40);
+    queue.firstAudible = false;
+    queue.push(new Float32Array(128).fill(0.3));
+    queue.pull(quantum());
+    expect(queue.firstAudible).toBe(false);
+    queue.newTurn();
+    queue.push(new Float32Array(128).fill(0.3));
+    queue.pull(quantum());
+    expect(queue.firstAudible).toBe(true);
+  });
+});

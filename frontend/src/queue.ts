@@ -21,8 +21,10 @@ export class SampleQueue {
   samplesPlayed = 0;
   underruns = 0;
   private starved = false;
-  /** Set when the first non-silent sample is written to the output; read and reset by the worklet. */
+  /** Set when the first non-silent sample of a turn is written out; read and reset by the worklet. */
   firstAudible = false;
+  /** Where in that quantum the first non-silent sample sits. */
+  firstAudibleIndex = 0;
   private audibleSeen = false;
 
   constructor(
@@ -70,9 +72,13 @@ export class SampleQueue {
     this.read(out, 0, count);
     if (this.fadeLeft > 0) this.applyFade(out, count);
     this.samplesPlayed += count;
-    if (!this.audibleSeen && out.some((s) => s !== 0)) {
-      this.audibleSeen = true;
-      this.firstAudible = true;
+    if (!this.audibleSeen) {
+      const index = out.findIndex((s) => s !== 0);
+      if (index >= 0) {
+        this.audibleSeen = true;
+        this.firstAudible = true;
+        this.firstAudibleIndex = index;
+      }
     }
     if (count < out.length) this.onShortfall();
     else this.starved = false;

@@ -14,13 +14,14 @@ type Command =
   | { type: "end" }
   | { type: "flush" }
   | { type: "turn" }
-  | { type: "volume"; value: number }
   | { type: "prebuffer"; ms: number };
 
+const REPORT_EVERY_QUANTA = 8; // ~40 ms at 24 kHz: live enough for tests, cheap for the page
+
 class PcmPlayerProcessor extends AudioWorkletProcessor {
+  // 5 ms fade on flush: long enough not to click, short enough to be "at once".
   private queue = new SampleQueue(Math.round(sampleRate * 0.08), Math.round(sampleRate * 0.005));
-  private volume = 1;
-  private frames = 0;
+  private quanta = 0;
   private lastState = "idle";
 
   constructor() {
@@ -43,9 +44,6 @@ class PcmPlayerProcessor extends AudioWorkletProcessor {
       case "turn":
         this.queue.newTurn();
         break;
-      case "volume":
-        this.volume = message.value;
-        break;
       case "prebuffer":
         this.queue.prebufferSamples = Math.round((sampleRate * message.ms) / 1000);
         break;
@@ -53,16 +51,15 @@ class PcmPlayerProcessor extends AudioWorkletProcessor {
   }
 
   process(_inputs: Float32Array[][], outputs: Float32Array[][]): boolean {
-    const channel = outputs[0][0];
-    this.queue.pull(channel);
-    if (this.volume !== 1) for (let i = 0; i < channel.length; i++) channel[i] *= this.volume;
-    for (let c = 1; c < outputs[0].length; c++) outputs[0][c].set(channel);
+    const channels = outputs[0];
+    this.queue.pull(channels[0]);
+    for (let c = 1; c < channels.length; c++) channels[c].set(channels[0]);
     if (this.queue.firstAudible) {
       this.queue.firstAudible = false;
-      this.port.postMessage({ type: "audible", time: currentTime });
+      this.port.postMessage({ type: "audible", time: currentTime + this.queue.firstAudibleIndex / sampleRate });
     }
-    this.frames += 1;
-    if (this.frames % 8 === 0 || this.queue.state !== this.lastState) this.report();
+    this.quanta += 1;
+    if (this.quanta % REPORT_EVERY_QUANTA === 0 || this.queue.state !== this.lastState) this.report();
     return true;
   }
 
