@@ -4,7 +4,7 @@
 // to the worklet untouched and the browser's own high-quality resampler converts to the device rate.
 // Where a browser refuses that rate, the context runs at its default rate and LinearResampler converts.
 import { base64ToBytes, LinearResampler, Pcm16Decoder } from "./pcm";
-import type { QueueState } from "./queue";
+import type { Command, QueueState } from "./queue";
 
 /** Live player counters; exposed to tests and debugging as `window.__voicechat.player` (see main.tsx). */
 export interface PlayerCounters {
@@ -35,13 +35,6 @@ export interface TurnSummary {
   firstAudibleMs: number | null;
   underruns: number;
 }
-
-type Command =
-  | { type: "push"; samples: Float32Array }
-  | { type: "end" }
-  | { type: "flush" }
-  | { type: "turn" }
-  | { type: "prebuffer"; ms: number };
 
 type WorkletMessage =
   | { type: "stats"; samplesQueued: number; samplesPlayed: number; underruns: number; state: QueueState }

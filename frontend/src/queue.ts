@@ -134,3 +134,11 @@ export class SampleQueue {
     this.available -= count;
   }
 }
+
+/** Messages the page posts to the worklet (shared by player.ts and worklet.ts). */
+export type Command =
+  | { type: "push"; samples: Float32Array }
+  | { type: "end" }
+  | { type: "flush" }
+  | { type: "turn" }
+  | { type: "prebuffer"; ms: number };

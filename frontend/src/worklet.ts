@@ -1,5 +1,5 @@
 // The AudioWorklet processor: plays queued PCM gaplessly and reports counters to the page.
-import { SampleQueue } from "./queue";
+import { type Command, SampleQueue } from "./queue";
 
 declare const sampleRate: number;
 declare const currentTime: number;
@@ -8,13 +8,6 @@ declare class AudioWorkletProcessor {
   constructor(options?: unknown);
 }
 declare function registerProcessor(name: string, ctor: unknown): void;
-
-type Command =
-  | { type: "push"; samples: Float32Array }
-  | { type: "end" }
-  | { type: "flush" }
-  | { type: "turn" }
-  | { type: "prebuffer"; ms: number };
 
 const REPORT_EVERY_QUANTA = 8; // ~40 ms at 24 kHz: live enough for tests, cheap for the page
 
