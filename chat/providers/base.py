@@ -90,3 +90,59 @@ class TTSProvider(ABC):
         Raise ProviderError for failures. Closing the iterator (aclose or task cancellation) must
         close the upstream request at once.
         """
+
+
+# --- whole-reply backends ----------------------------------------------------------------------
+# The events every reply backend yields to the turn lifecycle, whichever produced them: the LLM + TTS
+# pipeline in chat/turns, or a vendor agent (chat/providers/elevenlabs_agent.py) that writes and
+# speaks the reply itself.
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """Per character of the speech text of one audio part; milliseconds relative to that part's start."""
+
+    chars: tuple[str, ...]
+    char_start_times_ms: tuple[int, ...]
+    char_durations_ms: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    text: str  # displayed reply text, in order
+
+
+@dataclass(frozen=True)
+class AudioPart:
+    pcm: bytes  # s16le mono at the session's sample rate, any split
+    alignment: Alignment | None = None
+    text: str = ""  # the speech text this audio says, when known
+
+
+@dataclass(frozen=True)
+class Correction:
+    text: str  # the reply text that was kept; replaces what was streamed
+
+
+ReplyEvent = TextDelta | AudioPart | Correction
+
+
+class ReplySession(ABC):
+    """One open conversation's connection to a backend that writes and speaks whole replies."""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int:
+        """Samples per second of the PCM in the AudioParts it yields."""
+
+    @abstractmethod
+    def reply(self, text: str) -> AsyncGenerator[ReplyEvent, None]:
+        """One user turn: yield the reply's events in order; raise ProviderError on failure."""
+
+    @abstractmethod
+    async def interrupt(self) -> None:
+        """The current reply was cut short by the user; no more of its events may follow."""
+
+    @abstractmethod
+    async def aclose(self) -> None:
+        """Close the upstream connection."""
