@@ -66,7 +66,8 @@ def audio_badge(message: Message, *, subject: bool = True) -> SafeString:
     """The audio status; `subject=False` where a column heading already says "audio"."""
     full = message.get_audio_status_display()
     label = AUDIO_BADGE_LABELS.get(message.audio_status, full) if subject else full.split(" (")[0]
-    return badge(label, AUDIO_TONES.get(message.audio_status, "neutral"), title=full if full != label else "")
+    says_more = full.lower() not in label.lower()  # "Partial (audio failed mid-reply)" beside "Audio partial"
+    return badge(label, AUDIO_TONES.get(message.audio_status, "neutral"), title=full if says_more else "")
 
 
 def has_speech_record(message: Message) -> bool:
