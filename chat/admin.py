@@ -37,7 +37,7 @@ MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
     "Error": ("error_code", "error_message"),
     "Audio and cost": (
         "player",
-        "audio_badge",
+        "audio_status_badge",
         "audio_format",
         "audio_duration_ms",
         "tts_backend",
@@ -325,6 +325,10 @@ class MessageAdmin(admin.ModelAdmin):
     @admin.display(description="audio", ordering="audio_status")
     def audio_badge(self, message: Message) -> SafeString | str:
         return display.audio_badge(message, subject=False) if message.role == Message.Role.ASSISTANT else ""
+
+    @admin.display(description="audio status")
+    def audio_status_badge(self, message: Message) -> SafeString:
+        return display.audio_badge(message, subject=False)
 
     @admin.display(description="audio")
     def player(self, message: Message) -> SafeString | str:

@@ -8,6 +8,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.text import Truncator
+
+from chat.markup import markdown_plain
 
 
 def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
@@ -156,4 +159,6 @@ class Message(models.Model):
         indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_created")]
 
     def __str__(self) -> str:
-        return f"{self.role}: {self.text[:60]}"
+        # What the admin's titles and breadcrumbs show: the words, not the markdown around them.
+        words = Truncator(markdown_plain(self.text[:300])).chars(60) or "(no text)"
+        return f"{self.get_role_display()}: {words}"

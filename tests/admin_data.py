@@ -96,4 +96,6 @@ def review_conversation(*, owner: User, agent: Agent) -> Conversation:
             message.audio.save(f"{message.id}.wav", ContentFile(tone_wav(seconds)))
         at = start + dt.timedelta(minutes=minute, seconds=3 * (minute % 2))
         Message.objects.filter(pk=message.pk).update(created_at=at, completed_at=at + dt.timedelta(seconds=2))
+    Conversation.objects.filter(pk=conversation.pk).update(created_at=start, updated_at=at + dt.timedelta(seconds=2))
+    conversation.refresh_from_db()
     return conversation

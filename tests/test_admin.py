@@ -482,6 +482,9 @@ def test_it_shows_a_messages_text_rendered_and_its_source_as_stored(admin_client
     page = admin_client.get(f"/admin/chat/message/{reply.id}/change/").content.decode()
     assert '<div class="vc-text"><h3>Streaming speech</h3>' in page
     assert "### Streaming speech<br>" in page  # the stored text, escaped, under "Source text"
+    title = re.search(r"<title>([^<]*)</title>", page)[1]  # type: ignore[index]
+    assert title.startswith("Assistant: Streaming speech Good question about streaming. The")
+    assert str(review.messages.get(status="failed")) == "Assistant: (no text)"
 
 
 def test_it_shows_a_message_read_only_with_its_player(admin_client, spoken_reply) -> None:
