@@ -48,7 +48,7 @@ MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
     "Source text": ("text",),
 }
 SOURCE_TEXT_NOTE = "The text exactly as stored, markdown and all."
-ADMIN_CSS = {"all": ["voicechat/admin.css"]}
+ADMIN_CSS = {"all": ["site/admin.css"]}
 
 admin.site.site_header = "voicechat administration"
 admin.site.site_title = "voicechat admin"

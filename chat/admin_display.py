@@ -22,7 +22,7 @@ TIMING_LABELS = {
     "first_audio_sent_ms": "first audio",
     "client_first_audible_ms": "heard",
 }
-# A tone per value, styled in static/voicechat/admin.css; anything unlisted is neutral.
+# A tone per value, styled in static/site/admin.css; anything unlisted is neutral.
 STATUS_TONES: dict[str, str] = {
     Message.Status.PENDING: "neutral",
     Message.Status.STREAMING: "info",

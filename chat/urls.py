@@ -13,5 +13,5 @@ urlpatterns = [
     path("c/<uuid:conversation_id>/", views.index, name="conversation"),
     # For what asks the conventional path without reading the page's <link rel="icon">: the API's
     # browsable pages, feed readers, bookmarks. Not permanent, so the icon may move.
-    path("favicon.ico", RedirectView.as_view(url=static("voicechat/favicon.svg")), name="favicon"),
+    path("favicon.ico", RedirectView.as_view(url=static("site/favicon.svg")), name="favicon"),
 ]

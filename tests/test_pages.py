@@ -14,7 +14,7 @@ from chat.models import Conversation
 pytestmark = pytest.mark.django_db
 
 ROOT = Path(__file__).resolve().parent.parent
-ICON_LINK = '<link rel="icon" href="/static/voicechat/favicon.svg" type="image/svg+xml">'
+ICON_LINK = '<link rel="icon" href="/static/site/favicon.svg" type="image/svg+xml">'
 
 
 @pytest.fixture
@@ -41,7 +41,7 @@ def test_it_links_the_icon_from_every_admin_page(admin_client, conversation) -> 
 
 
 def test_it_serves_the_icon(client) -> None:
-    response = client.get("/static/voicechat/favicon.svg")
+    response = client.get("/static/site/favicon.svg")
     assert response.status_code == 200
     assert response["Content-Type"].startswith("image/svg+xml")
     body = b"".join(response.streaming_content) if response.streaming else response.content
@@ -51,7 +51,7 @@ def test_it_serves_the_icon(client) -> None:
 def test_it_sends_a_request_for_favicon_ico_to_the_icon(client) -> None:
     # What asks for the conventional path without reading a page: the API's pages, bookmarks.
     response = client.get("/favicon.ico")
-    assert (response.status_code, response["Location"]) == (302, "/static/voicechat/favicon.svg")
+    assert (response.status_code, response["Location"]) == (302, "/static/site/favicon.svg")
 
 
 def test_it_shows_its_own_404_page_for_an_unknown_conversation_under_debug(debug, client_alice) -> None:

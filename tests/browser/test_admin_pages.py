@@ -77,7 +77,7 @@ def test_it_logs_in_to_the_admin_without_a_missing_icon(laptop: Page, app: serve
     laptop.wait_for_load_state("networkidle")
     assert watch.failures == []
     icon = laptop.locator('link[rel="icon"]').get_attribute("href")
-    assert icon == "/static/voicechat/favicon.svg"
+    assert icon == "/static/site/favicon.svg"
 
 
 def test_it_shows_the_conversation_as_a_readable_transcript(
