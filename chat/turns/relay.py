@@ -18,13 +18,15 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat.limits import Refusal
+from chat.models import Agent
 from chat.providers import ProviderError, TTSProvider
-from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest
+from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest, VoiceSettings
 
 logger = logging.getLogger(__name__)
 
 # At most this many TTS requests of one turn are open at once: the one being relayed and the next.
 MAX_SYNTHESES_IN_FLIGHT = 2
+PREVIOUS_TEXT_CHARS = 300
 
 
 class Chunk(Protocol):
@@ -72,6 +74,34 @@ class SpeechSink(Protocol):
 
     def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
         """The request for `chunk`, with the context that keeps prosody continuous."""
+
+
+def speech_request_for(
+    agent: Agent,
+    chunk: Chunk,
+    *,
+    voice_id: str,
+    spoken: list[str],
+    upcoming: Chunk | None,
+    previous: list[SpeechReceipt],
+) -> SpeechRequest:
+    """The TTS request for `chunk` in `agent`'s voice, with the context that keeps prosody continuous."""
+    return SpeechRequest(
+        text=chunk.text,
+        voice_id=voice_id or agent.voice_id,
+        model_id=agent.tts_model_id,
+        voice_settings=VoiceSettings(
+            stability=agent.stability,
+            similarity_boost=agent.similarity_boost,
+            style=agent.style,
+            speed=agent.speed,
+            use_speaker_boost=agent.use_speaker_boost,
+        ),
+        language_code=agent.language_code,
+        previous_text=" ".join(spoken)[-PREVIOUS_TEXT_CHARS:],
+        next_text=upcoming.text if upcoming else "",
+        previous_request_ids=tuple(r.request_id for r in previous if r.request_id)[-3:],
+    )
 
 
 @dataclass(eq=False)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from contextlib import aclosing, suppress
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -29,16 +30,14 @@ from chat.providers.base import (
     SpeechReceipt,
     SpeechRequest,
     TextDelta,
-    VoiceSettings,
 )
 from chat.speech import SpeechChunker, WholeReplyChunker
 from chat.turns import audio as audio_store
-from chat.turns.relay import Chunk, SpeechGate, SpeechRelay
+from chat.turns.relay import Chunk, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import TurnRecord, turn_begin, turn_finish, turn_progress
 
 logger = logging.getLogger(__name__)
 
-PREVIOUS_TEXT_CHARS = 300
 # The reply's text is saved at most this often while it streams (a crash loses about this much)...
 PROGRESS_SECONDS = 1.0
 # ...and its heartbeat at least this often, so a sweep can tell a live reply from an orphan.
@@ -67,6 +66,7 @@ class TurnSpec:
     whole_reply: bool = False  # speak only once the whole reply is written (the benchmark's baseline)
     voice_id: str = ""  # a per-conversation voice; blank uses the agent's
     greeting: str = ""  # saved as the first message when this turn creates the conversation
+    greeting_id: uuid.UUID | None = None  # the stored greeting whose audio that first message plays
     context: tuple[str, ...] = ()  # contextual updates the client sent since the last turn
 
 
@@ -138,6 +138,7 @@ class Turn:
                 agent=spec.agent,
                 text=spec.text,
                 greeting=spec.greeting,
+                greeting_id=spec.greeting_id,
                 context=spec.context,
             )
         )
@@ -303,23 +304,9 @@ class Turn:
 
     # --- speech (the relay's sink) --------------------------------------------------------------
     def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
-        agent = self.spec.agent
-        spoken = [s for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
-        return SpeechRequest(
-            text=chunk.text,
-            voice_id=self.spec.voice_id or agent.voice_id,
-            model_id=agent.tts_model_id,
-            voice_settings=VoiceSettings(
-                stability=agent.stability,
-                similarity_boost=agent.similarity_boost,
-                style=agent.style,
-                speed=agent.speed,
-                use_speaker_boost=agent.use_speaker_boost,
-            ),
-            language_code=agent.language_code,
-            previous_text=" ".join(s.chunk.text for s in spoken)[-PREVIOUS_TEXT_CHARS:],
-            next_text=upcoming.text if upcoming else "",
-            previous_request_ids=tuple(r.request_id for r in previous if r.request_id)[-3:],
+        spoken = [s.chunk.text for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
+        return speech_request_for(
+            self.spec.agent, chunk, voice_id=self.spec.voice_id, spoken=spoken, upcoming=upcoming, previous=previous
         )
 
     async def speech_audio(self, pcm: bytes, chunk: Chunk, audio_offset: int) -> None:
