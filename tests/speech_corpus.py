@@ -20,6 +20,8 @@ class Case:
     chunks: list[str]
 
 
+FOX = "the quick brown fox jumps over the lazy dog"
+
 CORPUS: list[Case] = [
     Case(
         "plain_sentences",
@@ -302,8 +304,8 @@ CORPUS: list[Case] = [
             "(https://example.net/page)."
         ),
         [
-            "Visit for more information.",
-            "You can also try. Or email support@example.com if you are stuck.",
+            "Visit the link for more information.",
+            "You can also try the link. Or email support@example.com if you are stuck.",
             "See also.",
         ],
     ),
@@ -501,43 +503,15 @@ CORPUS: list[Case] = [
     ),
     Case(
         "long_no_punct",
-        (
-            "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-            "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-            "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-            "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-            "over the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox "
-            "jumps over the lazy dog the quick brown fox jumps over the lazy dog the quick brown "
-            "fox jumps over the lazy dog the quick brown fox jumps over the lazy dog the quick "
-            "brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog the "
-            "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-            "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-            "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-            "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-            "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-            "over the lazy dog"
-        ),
-        [
-            (
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-                "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-                "over the lazy dog the quick brown fox jumps over the lazy dog the"
-            ),
-            (
-                "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-                "the lazy dog the quick brown fox jumps over the lazy dog the"
-            ),
-            (
-                "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog."
-            ),
+        " ".join([FOX] * 25),
+        [  # cut at a word boundary near 160 characters, not at the 400 cap
+            f"{FOX} {FOX} {FOX} the quick brown fox jumps",
+            f"over the lazy dog {FOX} {FOX} {FOX} the quick",
+            f"brown fox jumps over the lazy dog {FOX} {FOX} the quick brown fox jumps over the",
+            f"lazy dog {FOX} {FOX} {FOX} the quick brown",
+            f"fox jumps over the lazy dog {FOX} {FOX} {FOX}",
+            f"{FOX} {FOX} {FOX} the quick brown fox jumps",
+            f"over the lazy dog {FOX} {FOX} {FOX}.",
         ],
     ),
     Case(
@@ -554,12 +528,13 @@ CORPUS: list[Case] = [
             "This sentence is deliberately long, because it tests the maximum length rule,",
             (
                 "which says that chunks over four hundred characters are split at clause boundaries; "
-                "it keeps going with more and more words so that the limit is reached, and then it "
-                "continues even further with extra detail about nothing in particular, just padding "
-                "the text so that the chunker has to decide where to cut it, preferably at a comma or "
-                "a semicolon rather than in the middle of a phrase,"
+                "it keeps going with more and more words so that the limit is reached,"
             ),
-            "and finally it ends here.",
+            (
+                "and then it continues even further with extra detail about nothing in particular, just "
+                "padding the text so that the chunker has to decide where to cut it,"
+            ),
+            "preferably at a comma or a semicolon rather than in the middle of a phrase, and finally it ends here.",
         ],
     ),
     Case(

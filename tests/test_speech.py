@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import random
 import re
+from typing import Any
 
 import pytest
 
-from chat.speech import SpeechChunker, speakable_text
+from chat.speech import SpeechChunk, SpeechChunker, speakable_text
 from tests.speech_corpus import CORPUS, Case
 
 CASES = [pytest.param(case, id=case.name) for case in CORPUS]
@@ -16,12 +17,16 @@ TERMINAL = ".!?…。！？।؟"
 CLAUSE = ",;:—–-"
 
 
-def chunks_of(parts: list[str], **options: int) -> list[str]:
+def chunks_of(parts: list[str], **options: Any) -> list[str]:
     chunker = SpeechChunker(**options)
-    chunks: list[str] = []
+    chunks: list[SpeechChunk] = []
     for part in parts:
         chunks += chunker.feed(part)
-    return chunks + chunker.flush()
+    return texts(chunks + chunker.flush())
+
+
+def texts(chunks: list[SpeechChunk]) -> list[str]:
+    return [chunk.text for chunk in chunks]
 
 
 def random_split(text: str, seed: int) -> list[str]:
@@ -86,7 +91,7 @@ def test_it_starts_with_a_sentence_or_a_long_clause_or_a_split(case: Case) -> No
     if last_mark in CLAUSE:  # a clause is long enough, unless the line ended there ("Steps:\n- …")
         assert len(first) >= 40 or re.search(re.escape(first[-10:]) + r"[*_]*\n", case.reply)
     elif last_mark not in TERMINAL:
-        assert len(first) > 200  # only a long run without punctuation is cut elsewhere
+        assert 120 <= len(first) <= 160  # only a run-on without punctuation is cut elsewhere
 
 
 def test_it_matches_speakable_text_with_the_joined_chunks() -> None:
@@ -96,20 +101,20 @@ def test_it_matches_speakable_text_with_the_joined_chunks() -> None:
 
 def test_it_emits_a_chunk_as_soon_as_the_next_character_confirms_it() -> None:
     chunker = SpeechChunker()
-    assert chunker.feed("This is the first sentence of the reply.") == []
-    assert chunker.feed(" ") == []
-    assert chunker.feed("T") == ["This is the first sentence of the reply."]
-    assert chunker.feed("he second one is long enough to be sent on its own, surely. Ne") == [
+    assert texts(chunker.feed("This is the first sentence of the reply.")) == []
+    assert texts(chunker.feed(" ")) == []
+    assert texts(chunker.feed("T")) == ["This is the first sentence of the reply."]
+    assert texts(chunker.feed("he second one is long enough to be sent on its own, surely. Ne")) == [
         "The second one is long enough to be sent on its own, surely."
     ]
-    assert chunker.feed("xt") == []
-    assert chunker.flush() == ["Next."]
+    assert texts(chunker.feed("xt")) == []
+    assert texts(chunker.flush()) == ["Next."]
 
 
 def test_it_emits_a_sentence_as_soon_as_its_line_ends() -> None:
     chunker = SpeechChunker()
-    assert chunker.feed("## Results\n") == ["Results."]
-    assert chunker.feed("- The first item ends here, with enough words to stand alone.\n") == [
+    assert texts(chunker.feed("## Results\n")) == ["Results."]
+    assert texts(chunker.feed("- The first item ends here, with enough words to stand alone.\n")) == [
         "The first item ends here, with enough words to stand alone."
     ]
 
@@ -125,7 +130,7 @@ def test_it_emits_a_sentence_as_soon_as_its_line_ends() -> None:
 )
 def test_it_does_not_cut_until_the_text_after_a_period_confirms_an_end(parts: list[str]) -> None:
     chunker = SpeechChunker()
-    early = [chunker.feed(part) for part in parts[:-1]]
+    early = [texts(chunker.feed(part)) for part in parts[:-1]]
     assert early == [[]] * len(early)
     assert len(chunker.feed(parts[-1]) + chunker.flush()) == 2
 
@@ -188,5 +193,10 @@ def test_it_follows_the_size_options() -> None:
 
 
 def test_it_splits_a_long_run_without_spaces_at_max_chars() -> None:
-    chunks = chunks_of(["字" * 250], max_chars=100)
-    assert [len(chunk) for chunk in chunks] == [100, 100, 51]  # the last one gains a period
+    chunks = chunks_of(["字" * 250], max_chars=100, run_on_chars=400)
+    assert [len(chunk) for chunk in chunks] == [100, 100, 51]  # the last one gains a 。
+
+
+def test_it_counts_cjk_characters_twice_towards_the_run_on_limit() -> None:
+    chunks = chunks_of(["字" * 250])
+    assert [len(chunk) for chunk in chunks] == [80, 80, 80, 11]
