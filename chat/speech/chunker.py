@@ -21,7 +21,7 @@ _BREAK = re.compile(r"(?:[.!?…,;:،؛](?=\s)|[，、；：。！？．]|\s[-�
 _CJK = re.compile(r"[\u3000-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uff00-\uffef]")
 _WIDE = re.compile(r"[\u3040-\u9fff\uac00-\ud7af]")
 _PAUSE = re.compile(r"<break [^>]*/>")
-_NON_SPACE = re.compile(r"\S+")
+_IRREGULAR_SPACE = re.compile(r"\s{2,}|[^\S ]")
 _CLOSERS = '」』）》〉】"”’)]'
 _OPENERS = "\"'“‘«„‚‹(（[¿¡「『"
 _ABBREVIATIONS = frozenset(  # not ends even before a capital: Mr. Smith, vs. Rust
@@ -55,14 +55,17 @@ def _confirms(char: str) -> bool:
 
 def _collapsed(text: str, offsets: list[int]) -> SpeechChunk:
     """The chunk for this speech: whitespace runs become one inserted space, ends trimmed."""
+    start, end = len(text) - len(text.lstrip()), len(text.rstrip())
     parts: list[str] = []
     kept: list[int] = []
-    for run in _NON_SPACE.finditer(text):
-        if parts:
-            parts.append(" ")
-            kept.append(-1)
-        parts.append(run.group())
-        kept.extend(offsets[run.start() : run.end()])
+    for run in _IRREGULAR_SPACE.finditer(text, start, end):  # most spaces are single already
+        parts.append(text[start : run.start()])
+        kept += offsets[start : run.start()]
+        parts.append(" ")
+        kept.append(-1)
+        start = run.end()
+    parts.append(text[start:end])
+    kept += offsets[start:end]
     return SpeechChunk("".join(parts), tuple(kept))
 
 
@@ -96,6 +99,7 @@ class SpeechChunker(Chunker):
         self._scan = 0  # no cut is possible before it
         self._piece = 0  # where the piece after the last (held) cut starts
         self._sent = 0
+        self._closing = False
 
     def feed(self, delta: str) -> list[SpeechChunk]:
         """Take the next LLM text delta (any split); return the speakable chunks completed by it."""
@@ -103,6 +107,7 @@ class SpeechChunker(Chunker):
 
     def flush(self) -> list[SpeechChunk]:
         """End of the reply: return whatever speakable text remains; the next delta starts a new reply."""
+        self._closing = True  # the rest is known: only the hard cap splits it, no tiny last chunk
         chunks = self._take(*self._filter.close())
         while self._over(len(self._text.rstrip())):
             chunks += self._split()
@@ -121,9 +126,11 @@ class SpeechChunker(Chunker):
         """Is the speech before `end` longer than one chunk may be?"""
         if end > self.max_chars:
             return True
-        return end > self.run_on_chars // 2 and end + wide_chars(self._text[:end]) > self.run_on_chars
+        return not self._closing and end > self.run_on_chars // 2 and end + wide_chars(self._text[:end]) > self.run_on_chars
 
     def _take(self, speech: str, offsets: list[int]) -> list[SpeechChunk]:
+        if not speech:
+            return []  # every decision depends on the text alone: no new text, no new cut
         self._text += speech
         self._offsets += offsets
         chunks: list[SpeechChunk] = []
@@ -223,6 +230,8 @@ class SpeechChunker(Chunker):
 
     def _window(self) -> int:
         """The longest start of the speech that fits in one chunk."""
+        if self._closing:
+            return min(len(self._text), self.max_chars)
         end = min(len(self._text), self.max_chars, self.run_on_chars)
         wide = wide_chars(self._text[:end])
         while end + wide > self.run_on_chars:

@@ -37,6 +37,8 @@ class Speech:
 
     def take(self) -> tuple[str, list[int]]:
         """The text so far and its offsets; the builder is empty afterwards."""
+        if not self.parts:
+            return "", []
         text, offsets = "".join(self.parts), self.offsets
         self.parts, self.offsets = [], []
         return text, offsets

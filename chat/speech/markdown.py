@@ -42,7 +42,8 @@ _SAFE_START = re.compile(r"[\"'“‘«„(¿¡]*[^\W_]")
 _URL_STARTS = ("http://", "https://", "www.")
 _CONTINUATIONS = frozenset({("text", "text"), ("text", "quote"), ("quote", "quote")})
 _CLOSERS = "\"'”’»)]）」』"
-_NO_PERIOD = frozenset(".!?…。！？．｡।॥؟:;,—–-")
+_TERMINAL = frozenset(".!?…。！？．｡।॥؟")
+_NO_PERIOD = _TERMINAL | frozenset(":;,—–-")
 
 
 def _skip_blanks(text: str, pos: int) -> int:
@@ -50,12 +51,14 @@ def _skip_blanks(text: str, pos: int) -> int:
     return found.start() if found else len(text)
 
 
-def ends_sentence(text: str) -> bool:
+def ends_sentence(text: str, marks: frozenset[str] = _NO_PERIOD) -> bool:
     stripped = text.rstrip(_CLOSERS)
-    return bool(stripped) and stripped[-1] in _NO_PERIOD
+    return bool(stripped) and stripped[-1] in marks
 
 
 def _could_be_url(word: str) -> bool:
+    if word[:1] not in "hHwW":
+        return False
     word = word.lower()
     return any(start.startswith(word[: len(start)]) for start in _URL_STARTS)
 
@@ -316,9 +319,10 @@ class MarkdownSpeech:
         text, offsets = self._inline.word(word, self._base + start, spaced=not joined)
         if text:
             self._speak(text, offsets, self._base + start, word, joined)
-        if skip := self._inline.take_skip():
-            if self._unit_open and ends_sentence(self._tail):
-                self._end_unit()  # the next sentence is behind the comment: this one is complete now
+        skip = self._inline.take_skip()
+        if (skip or self._inline.image) and self._unit_open and ends_sentence(self._tail, _TERMINAL):
+            self._end_unit()  # what follows the sentence is hidden: it is complete now, not when text resumes
+        if skip:
             self._pos, self._closer, self._mode = start + skip.at, skip.closer, self._skipping
 
     def _release_start(self, partial: str, k: int, joined: bool) -> None:
