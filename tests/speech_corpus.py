@@ -14,7 +14,55 @@ punctuation is cut near 160 characters (CJK characters count twice).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+from chat.speech import SpeechChunk, SpeechChunker
+
+TOKENS_PER_SECOND = 30  # the pace of the simulated LLM
+_LLM_TOKEN = re.compile(
+    r" ?[^\W\d_]+(?<![\u3040-\u9fff])"  # a word with the space before it
+    r"| ?\d{1,3}"  # numbers in threes
+    r"|[\u3040-\u30ff\u3400-\u9fff]{1,2}"  # CJK: one or two characters
+    r"|\n+| +|[^\w\s]{1,2}| ?.",  # newlines, spaces, markup and punctuation in ones and twos
+    re.DOTALL,
+)
+
+
+def llm_tokens(text: str) -> list[str]:
+    """Roughly how an LLM streams a reply: words with their leading space, CJK in ones and twos."""
+    tokens = _LLM_TOKEN.findall(text)
+    assert "".join(tokens) == text
+    return tokens
+
+
+@dataclass(frozen=True)
+class Release:
+    token: int  # index of the token whose arrival released the chunk; len(tokens) = the end of the reply
+    chunk: SpeechChunk
+
+    @property
+    def ms(self) -> float:
+        """When, on the simulated clock: token i arrives at (i + 1) / TOKENS_PER_SECOND."""
+        return (self.token + 1) * 1000 / TOKENS_PER_SECOND
+
+
+def releases(tokens: list[str], **options: Any) -> list[Release]:
+    """Feed the tokens one by one; note which token released each chunk (the end: the flush)."""
+    chunker = SpeechChunker(**options)
+    out = [Release(i, chunk) for i, token in enumerate(tokens) for chunk in chunker.feed(token)]
+    return out + [Release(len(tokens), chunk) for chunk in chunker.flush()]
+
+
+def token_at(tokens: list[str], char: int) -> int:
+    """The index of the token that holds character `char` of the reply."""
+    end = 0
+    for i, token in enumerate(tokens):
+        end += len(token)
+        if char < end:
+            return i
+    raise IndexError(char)
 
 
 @dataclass(frozen=True)

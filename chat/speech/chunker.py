@@ -126,7 +126,9 @@ class SpeechChunker(Chunker):
         """Is the speech before `end` longer than one chunk may be?"""
         if end > self.max_chars:
             return True
-        return not self._closing and end > self.run_on_chars // 2 and end + wide_chars(self._text[:end]) > self.run_on_chars
+        if self._closing or end <= self.run_on_chars // 2:  # a run-on cut only helps while text still arrives
+            return False
+        return end + wide_chars(self._text[:end]) > self.run_on_chars
 
     def _take(self, speech: str, offsets: list[int]) -> list[SpeechChunk]:
         if not speech:

@@ -41,6 +41,9 @@ _COMPARISONS = {
     "≥": "at least",
 }
 _SHARP = re.compile(r"(?<![\w#])([A-G])#(?![\w#])")  # C#, F#: languages and notes
+_POWER = re.compile(  # x^2, 10^-3, e^{ix} written as plain text
+    r"([(\[]?)((?:[A-Za-z]|\d+(?:\.\d+)?)\^(?:-?\d+(?:\.\d+)?|[A-Za-z]|\{[^{}\s]{1,12}\}))([.,;:!?)\]]*)"
+)
 _MATH_OPENERS = (("$$", "$$", True), ("\\(", "\\)", False), ("\\[", "\\]", True))
 THE_LINK = "the link"
 
@@ -144,6 +147,8 @@ class InlineSpeech:
         if self.idle() and word in _COMPARISONS:
             spoken = _COMPARISONS[word]
             return spoken, [-1] * len(spoken)
+        if "^" in word and self.idle() and (power := _POWER.fullmatch(word)):
+            return self._power(power, at)
         out = Speech()
         if spaced:
             if self.code is not None:
@@ -209,6 +214,14 @@ class InlineSpeech:
         _add_char(word, i, at, out)
         return i + 1
 
+    def _power(self, power: re.Match[str], at: int) -> tuple[str, list[int]]:
+        out = Speech()
+        out.copy(power.group(1), at)
+        out.insert(" ")
+        out.add(*math_speech(power.group(2), range(at + power.start(2), at + power.end(2)), display=False))
+        out.copy(power.group(3), at + power.start(3))
+        return tidy(*out.take())
+
     def _url(self, word: str, i: int, at: int, out: Speech) -> int:
         """A bare URL is not read; where the sentence needs an object ("lives at …") it becomes "the link"."""
         tail = _URL_TAIL.search(word, i).start()  # type: ignore[union-attr]  # always matches
@@ -229,7 +242,7 @@ class InlineSpeech:
         if word[i] == "\\":
             return i + 1  # a markdown escape: the escaped character is read (or not) on its own
         rest = word[i + 1 :]
-        opens = bool(rest) and not rest[0].isspace() and not (i > 0 and word[i - 1].isalnum())
+        opens = bool(rest) and not rest[0].isspace()
         if opens and rest[0].isdigit():
             opens = _closing_dollar(word, i + 1) >= 0  # $5 is a price, $5$ and $2^n$ are math
         if not opens:

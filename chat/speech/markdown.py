@@ -18,7 +18,8 @@ from chat.speech.inline import InlineSpeech
 from chat.speech.mapped import Speech, tidy
 from chat.speech.math import math_speech
 
-_LOOKAHEAD = 16  # characters of a line enough to tell what kind of line it is
+_LOOKAHEAD = 8  # characters of a line enough to tell what kind of line it is ("###### ", "- [x] ", "123. ")
+_WORD_LOOKAHEAD = 16  # characters of an incomplete word enough to tell whether it starts a URL
 _LONG_LINE = 200  # a rule or fence line longer than this is decided from its start, to keep the work linear
 _NOT_BLANK = re.compile(r"[^ \t]")
 MATH_BLOCK_MAX = 2000  # a $$ or \[ with no closer this far away opened no formula: what follows is read
@@ -38,9 +39,12 @@ _CELL = re.compile(r"[^|]+")
 _NON_SPACE = re.compile(r"\S+")
 _MATH_BLOCKS = (("$$", "$$"), ("\\[", "\\]"))
 _BREAK_TAG = re.compile(r"<break [^>]*/>")
-_SAFE_START = re.compile(r"[\"'“‘«„(¿¡]*[^\W_]")
+_SAFE_START = re.compile(r"([*_]*)([\"'“‘«„(¿¡]*[^\W_])")  # emphasis marks are never spoken
+_HIDER = re.compile(r"<!--|!\[")  # what opens text that is not spoken
+_MARKER_STARTS = frozenset("#-*+•_=`~|$\\[0123456789")
 _URL_STARTS = ("http://", "https://", "www.")
 _CONTINUATIONS = frozenset({("text", "text"), ("text", "quote"), ("quote", "quote")})
+_CONTINUATIONS |= {("math", "text"), ("text", "math"), ("math", "math")}  # a display formula is in its sentence
 _CLOSERS = "\"'”’»)]）」』"
 _TERMINAL = frozenset(".!?…。！？．｡।॥؟")
 _NO_PERIOD = _TERMINAL | frozenset(":;,—–-")
@@ -155,7 +159,7 @@ class MarkdownSpeech:
 
     def _classify(self, j: int, indent: int) -> bool:
         first = self._raw[j]
-        if first.isalpha() or _WORD_END.match(first):  # no marker starts with a letter: text, known at once
+        if first not in _MARKER_STARTS:  # a letter, a quote, a bracket: text, known at once
             self._begin_line("quote" if self._quoted else "text", indent, j)
             return True
         head = self._peek(j)
@@ -182,7 +186,8 @@ class MarkdownSpeech:
     def _begin_line(self, kind: str, indent: int, body: int) -> None:
         # A list item goes on in an indented line; a flush-left line after it is the model's next paragraph.
         lazy_item = kind == "text" and self._prev_kind == "item" and indent > 0
-        if (kind, self._prev_kind) not in _CONTINUATIONS and not lazy_item:
+        new_sentence = self._prev_kind == "math" and self._raw[body : body + 1].isupper()
+        if ((kind, self._prev_kind) not in _CONTINUATIONS and not lazy_item) or new_sentence:
             self._end_unit()
         if kind == "item":
             self._in_list = True
@@ -228,7 +233,7 @@ class MarkdownSpeech:
     def _math_block_start(self, j: int, indent: int) -> bool:
         for opener, closer in _MATH_BLOCKS:
             if self._raw.startswith(opener, j):
-                self._begin_line("text", indent, j + len(opener))
+                self._begin_line("math", indent, j + len(opener))
                 self._math_closer, self._math_checked, self._mode = closer, 0, self._math_block
                 return True
         return False
@@ -303,9 +308,12 @@ class MarkdownSpeech:
             self._end_line()
             return True
         end = _WORD_END.search(self._raw, k + self._word_checked)
+        if end is None and (hider := _HIDER.match(self._raw, k)):
+            self._word(hider.group(), k, joined)  # a comment or an image: no need to wait for its end
+            return True
         if end is None:
             self._word_checked = len(self._raw) - k
-            self._release_start(self._raw[k : k + _LOOKAHEAD], k, joined)
+            self._release_start(self._raw[k : k + _WORD_LOOKAHEAD], k, joined)
             return False
         self._word_checked = 0
         stop = end.start() if end.start() > k else k + 1  # a CJK character is a word of its own
@@ -320,7 +328,8 @@ class MarkdownSpeech:
         if text:
             self._speak(text, offsets, self._base + start, word, joined)
         skip = self._inline.take_skip()
-        if (skip or self._inline.image) and self._unit_open and ends_sentence(self._tail, _TERMINAL):
+        hidden = skip or self._inline.image or "![" in word
+        if hidden and self._unit_open and ends_sentence(self._tail, _TERMINAL):
             self._end_unit()  # what follows the sentence is hidden: it is complete now, not when text resumes
         if skip:
             self._pos, self._closer, self._mode = start + skip.at, skip.closer, self._skipping
@@ -334,8 +343,8 @@ class MarkdownSpeech:
             return
         if self._unit_open and not joined:
             self._out.insert(" ")
-        self._out.copy(safe.group(), self._base + k)
-        self._released = safe.end()
+        self._out.copy(safe.group(2), self._base + k + safe.start(2))
+        self._released = len(safe.group(2))
 
     def _end_line(self) -> None:
         text, offsets = self._inline.end_line()

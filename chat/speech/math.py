@@ -300,9 +300,7 @@ class _Reader:
         return [*top, _said("choose"), *bottom]
 
     def script(self, mark: str, before: list[Word]) -> list[Word]:
-        if not before:
-            raise Unreadable("script of nothing")
-        argument = self.argument()
+        argument = self.argument()  # 30$^\circ$C has no base: the script still reads
         texts = [text for text, _ in argument]
         if mark == "_":
             return [_said("sub"), *argument]
