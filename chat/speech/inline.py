@@ -24,7 +24,10 @@ _URL_TAIL = re.compile(r"[.,;:!?)'\"’”»。、，]*$")  # punctuation after 
 _URL_ANYWHERE = re.compile(r"(?:https?://|www\.)\S*", re.IGNORECASE)
 _TAG_START = re.compile(r"</?([A-Za-z][A-Za-z0-9-]*)(?=[\s/>]|$)")
 _INLINE_TAG = re.compile(r"</?(?:a|b|i|u|s|br|em|strong|sup|sub|span|code|kbd|mark|small|del|ins)\s*/?>", re.I)
-_BREAK_AFTER_LETTER = re.compile(r"<break(?=[\s/>]|$)", re.I)
+# After a letter "<" may be a generic (List<str>); a closing tag or an SSML tag cannot be.
+_TAG_AFTER_LETTER = re.compile(
+    r"</[A-Za-z]|<(?:break|emphasis|phoneme|prosody|say-as|speak|voice|lang)(?=[\s/>]|$)", re.I
+)
 _BREAK_TIME = re.compile(r"""time\s*=\s*["']?\s*(\d+(?:\.\d+)?|\.\d+)\s*(ms|s)\s*["']?""", re.I)
 _CITATION = re.compile(r"\[(?:\^[^\]\s]*|\d{1,3})\](?!\()")
 _ENTITY = re.compile(r"&(?:#\d{1,7}|#[xX][0-9a-fA-F]{1,6}|[A-Za-z][A-Za-z0-9]{1,31});")
@@ -291,7 +294,7 @@ class InlineSpeech:
         if after_letter and (inline := _INLINE_TAG.match(word, i)):
             out.insert(" ")
             return inline.end()
-        found = _TAG_START.match(word, i) if not after_letter or _BREAK_AFTER_LETTER.match(word, i) else None
+        found = _TAG_START.match(word, i) if not after_letter or _TAG_AFTER_LETTER.match(word, i) else None
         if found is None:
             out.insert(" ")  # a lone "<" is a comparison sign or a generic (List<str>); it is not read
             return i + 1

@@ -144,8 +144,10 @@ class ChunkTiming:
                 continue
             ends = [t for t in self._end[word.first : word.last + 1] if t is not None]
             start = max(min(starts), self._last_start)  # words never go back in time
-            done += self._spread(untimed, self._last_end, max(start, self._last_end))
-            untimed = []
+            if untimed:
+                gap = max(self._last_start, min(self._last_end, start))
+                done += self._spread(untimed, gap, max(gap, start))
+                start, untimed = max(start, gap), []
             end = max(start, *ends)
             self._last_start, self._last_end = start, max(self._last_end, end)
             done.append((*word.display, start, end))
