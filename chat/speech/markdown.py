@@ -51,6 +51,8 @@ _NO_PERIOD = _TERMINAL | frozenset(":;,—–-")
 
 
 def _skip_blanks(text: str, pos: int) -> int:
+    if pos < len(text) and text[pos] not in " \t":
+        return pos  # the usual case, without a regex call
     found = _NOT_BLANK.search(text, pos)
     return found.start() if found else len(text)
 
@@ -93,7 +95,7 @@ class MarkdownSpeech:
         self._joined = False  # the last word ended at a CJK character, not at whitespace
 
     def feed(self, delta: str) -> tuple[str, list[int]]:
-        self._raw += delta.replace("\r", " ")  # the same length, so offsets stay those of the reply
+        self._raw += delta.replace("\r", " ") if "\r" in delta else delta  # same length: offsets hold
         while self._mode():
             pass
         self._raw, self._base, self._pos = self._raw[self._pos :], self._base + self._pos, 0
