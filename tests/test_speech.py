@@ -297,3 +297,23 @@ def test_it_never_cuts_inside_a_pause_tag() -> None:
 
 def test_it_says_nothing_for_a_reply_of_only_a_pause() -> None:
     assert chunks_of(['<break time="1s"/>'], breaks=True) == []
+
+
+@pytest.mark.parametrize(
+    "reply",
+    [
+        'One. <break time="1.5s"/> Two words here.<break time="300ms"/>Three, <break time = "9s" /> four.',
+        "See ![a](b.png)text and <!--x-->more. Then ![alt text](c.png) **bold**![x](y) end.",
+        "今日は![図](a.png)晴れ<!--メモ-->です。`code`と$x^2$、**太字**。",
+        "Use $x$ and $$y$$ and \\(z\\) and \\[w\\] and $5 and US$5, 30$^\\circ$C, r^2.",
+        "Line one\r\nline two\r\n\r\n[^1]: note\r\n[2]: https://a.b\r\n",
+    ],
+)
+def test_it_gives_the_same_chunks_and_offsets_for_any_split_of_tricky_replies(reply: str) -> None:
+    for breaks in (False, True):
+        whole = SpeechChunker(breaks=breaks)
+        expected = whole.feed(reply) + whole.flush()
+        for parts in [list(reply), token_split(reply), *(random_split(reply, seed) for seed in range(20))]:
+            chunker = SpeechChunker(breaks=breaks)
+            chunks = [chunk for part in parts for chunk in chunker.feed(part)]
+            assert chunks + chunker.flush() == expected, parts

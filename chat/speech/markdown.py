@@ -293,7 +293,8 @@ class MarkdownSpeech:
         if closer is None:
             self._pos = max(self._pos, len(self._raw) - len(self._closer) + 1)
             return False
-        self._pos, self._mode, self._joined = closer.end(), self._words, False
+        self._pos, self._mode = closer.end(), self._words
+        self._joined = self._unit_open and _WORD_END.match(self._tail[-1]) is not None  # 晴れ<!-- -->です
         return True
 
     # --- spoken lines ---------------------------------------------------------------------------
