@@ -317,3 +317,9 @@ def test_it_gives_the_same_chunks_and_offsets_for_any_split_of_tricky_replies(re
             chunker = SpeechChunker(breaks=breaks)
             chunks = [chunk for part in parts for chunk in chunker.feed(part)]
             assert chunks + chunker.flush() == expected, parts
+
+
+def test_it_always_makes_progress_with_tiny_limits() -> None:
+    for reply in ["字字字字字字", 'ab <break time="1s"/> cd ef', "a b c d e f g"]:
+        chunks = chunks_of([reply], max_chars=1, run_on_chars=1, breaks=True)
+        assert "".join(chunks).replace(" ", "")

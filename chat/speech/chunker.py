@@ -252,4 +252,5 @@ class SpeechChunker(Chunker):
         end = fitting or (space if space > 0 else limit)
         if (tag := self._text.rfind("<", 0, end)) >= 0 and self._text.find(">", tag, end) < 0:
             end = tag or self._text.find(">", end) + 1
+        end = max(end, 1)  # always progress, whatever the options
         return self._emit(end, end)

@@ -19,7 +19,7 @@ from chat.speech.mapped import Speech, tidy
 from chat.speech.math import math_speech
 
 _LOOKAHEAD = 8  # characters of a line enough to tell what kind of line it is ("###### ", "- [x] ", "123. ")
-_WORD_LOOKAHEAD = 16  # characters of an incomplete word enough to tell whether it starts a URL
+_WORD_LOOKAHEAD = 16  # characters enough to tell whether a word (or a link definition) starts a URL
 _LONG_LINE = 200  # a rule or fence line longer than this is decided from its start, to keep the work linear
 _NOT_BLANK = re.compile(r"[^ \t]")
 MATH_BLOCK_MAX = 2000  # a $$ or \[ with no closer this far away opened no formula: what follows is read
@@ -200,7 +200,7 @@ class MarkdownSpeech:
 
     def _labelled_line(self, j: int, indent: int, body: int) -> bool:
         """`[1]: https://…` defines a link target (not read); `[^1]: …` is a footnote, read as an item."""
-        line = self._peek(j, body + _LOOKAHEAD)
+        line = self._peek(j, body + _WORD_LOOKAHEAD)
         if line is None:
             return False
         if _LINK_TARGET.match(line, body):
