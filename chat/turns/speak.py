@@ -26,11 +26,11 @@ from chat.models import Agent, Greeting, Message
 from chat.protocol import TurnMetrics
 from chat.providers import ProviderError, TTSProvider
 from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest
-from chat.speech import SpeechChunker
+from chat.speech import SpeechChunk, SpeechChunker
 from chat.turns import audio as audio_store
-from chat.turns.relay import Chunk, SpeechGate, SpeechRelay, speech_request_for
+from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import turn_database_call
-from chat.turns.turn import TurnOutput, _PlainChunk
+from chat.turns.turn import TurnOutput
 
 logger = logging.getLogger(__name__)
 
@@ -53,16 +53,18 @@ class Recital:
     error: ProviderError | Refusal | None = None
     relay: SpeechRelay | None = None
     finished: bool = False  # ran to its end (not cancelled): only then is its audio worth keeping
+    timing: ReplyTiming = field(default_factory=lambda: ReplyTiming(0))
 
     @property
     def whole(self) -> bool:
         return self.finished and self.error is None and self.audio.size > 0
 
     async def run(self) -> None:
+        self.timing = ReplyTiming(self.tts.sample_rate)
         self.relay = SpeechRelay(self.tts, self, gate=self.gate)
         chunker = SpeechChunker()
         for chunk in [*chunker.feed(self.text), *chunker.flush()]:
-            self.relay.add(_PlainChunk(chunk) if isinstance(chunk, str) else chunk)
+            self.relay.add(chunk)
         self.relay.close()
         await self.relay.run()
         self.finished = True
@@ -76,18 +78,23 @@ class Recital:
         return [r.request_id for r in self.relay.receipts if r.request_id] if self.relay else []
 
     # --- SpeechSink --------------------------------------------------------------------------
-    def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
+    def speech_request(
+        self, chunk: SpeechChunk, previous: list[SpeechReceipt], upcoming: SpeechChunk | None
+    ) -> SpeechRequest:
         done = [s.chunk.text for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
         return speech_request_for(
             self.agent, chunk, voice_id=self.voice_id, spoken=done, upcoming=upcoming, previous=previous
         )
 
-    async def speech_audio(self, pcm: bytes, chunk: Chunk, audio_offset: int) -> None:
+    async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:
         self.audio.write(pcm)
-        await self.output.audio(pcm, message_id=self.message_id, alignment=None, words=None)
+        await self.output.audio(pcm, message_id=self.message_id, alignment=None, words=self.timing.take() or None)
 
-    async def speech_alignment(self, chunk: Chunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
-        pass  # word timing of recitals is stored by the speech timing step, not relayed live
+    async def speech_alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+        self.timing.alignment(chunk, alignment, chunk_offset_bytes)
+
+    async def speech_chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        self.timing.chunk_end(chunk, audio_start, audio_end)
 
     async def speech_failed(self, error: ProviderError) -> None:
         self.error = error
@@ -158,6 +165,7 @@ def _store_message_audio(*, message: Message, recital: Recital, sample_rate: int
         message.audio_format = f"pcm_{sample_rate}"
         message.audio_duration_ms = audio_store.duration_ms(size, sample_rate)
         message.tts_backend = recital.tts.name
+        message.words = [list(word) for word in recital.timing.words]
         message.audio.save(f"{message.id}.wav", ContentFile(recital.audio.wav(sample_rate)), save=False)
     else:  # a cut-short or failed Play stores nothing: the next Play tries again
         recital.audio.close()
@@ -253,6 +261,7 @@ def _store_greeting(*, greeting: Greeting, recital: Recital, sample_rate: int) -
         greeting.status = Greeting.Status.COMPLETE
         greeting.audio_format = f"pcm_{sample_rate}"
         greeting.audio_duration_ms = audio_store.duration_ms(size, sample_rate)
+        greeting.words = [list(word) for word in recital.timing.words]
         greeting.audio.save(f"{greeting.key[:16]}.wav", ContentFile(recital.audio.wav(sample_rate)), save=False)
     else:
         recital.audio.close()
