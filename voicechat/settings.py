@@ -146,11 +146,48 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
+# channels_redis waits for messages with BZPOPMIN blocking this long on the server (its class attribute
+# `brpop_timeout`); tests/test_settings.py fails if an upgrade changes it.
+CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
+# redis-py's default socket_timeout is also 5 s, so an idle consumer's blocking read raced its own
+# read timeout and lost about once per 5 s (TimeoutError, close 1011). Reads may take the blocking
+# time plus a margin for a busy event loop; a Redis that stays silent longer than that is gone.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30.0, minimum=CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5)
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10)
+CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=60)
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     CHANNEL_LAYERS: dict[str, Any] = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "socket_keepalive": True,
+                        # A pooled connection idle this long is PINGed before use, and the retry below
+                        # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
+                        "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+                        # Safe to repeat: channels_redis writes messages with ZADD of a unique member.
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                    }
+                ],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                # Keep at least Daphne's --websocket_timeout (24 h by default): an older socket would
+                # silently leave its groups.
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
+            },
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
