@@ -37,6 +37,7 @@ from chat.services import (
     conversation_rename,
     message_get,
 )
+from chat.storage import StoredAudio
 
 # Written out because drf-spectacular marks every field of a PATCH body optional, and a rename needs its title.
 RENAME_REQUEST = {
@@ -156,18 +157,20 @@ class MessageAudioView(APIView):
 
 
 def _audio_response(message: Message, range_header: str) -> HttpResponse:
-    size = message.audio.size
     try:
-        span = byte_range(range_header, size)
+        audio = StoredAudio(message.audio.storage, message.audio.name)
+    except FileNotFoundError:
+        raise Http404("This message's audio file is missing.") from None
+    try:
+        span = byte_range(range_header, audio.size)
     except RangeNotSatisfiable:
+        audio.close()
         response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{size}"
+        response["Content-Range"] = f"bytes */{audio.size}"
         return response
-    first, last = span if span else (0, size - 1)
-    with message.audio.open("rb") as audio:
-        audio.seek(first)
-        body = audio.read(last - first + 1)
-    response = HttpResponse(body, status=206 if span else 200, content_type="audio/wav")
+    first, last = span if span else (0, audio.size - 1)
+    # Only the range is read (a ranged GET on a bucket): a seek in a long reply costs its bytes, not the file's.
+    response = HttpResponse(audio.read(first, last), status=206 if span else 200, content_type="audio/wav")
     if span:
-        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Content-Range"] = f"bytes {first}-{last}/{audio.size}"
     return response

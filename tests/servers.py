@@ -173,6 +173,63 @@ def redis_server(*, idle_timeout: int = 0) -> Iterator[str]:
         process.wait(timeout=10)
 
 
+@dataclass(frozen=True)
+class S3:
+    """An S3-compatible server on loopback with one empty bucket; `env` are the app's variables for it."""
+
+    endpoint: str
+    bucket: str
+    region: str = "us-east-1"
+    access_key: str = "test-access-key"
+    secret_key: str = "test-secret-key"
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {
+            "AUDIO_STORAGE": "s3",
+            "S3_BUCKET": self.bucket,
+            "S3_ENDPOINT_URL": self.endpoint,
+            "S3_REGION": self.region,
+            "S3_ACCESS_KEY_ID": self.access_key,
+            "S3_SECRET_ACCESS_KEY": self.secret_key,
+            "S3_ADDRESSING_STYLE": "path",
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            region_name=self.region,
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+        )
+
+    def object_keys(self) -> list[str]:
+        listing = self.client().list_objects_v2(Bucket=self.bucket)
+        return sorted(item["Key"] for item in listing.get("Contents", []))
+
+
+@contextmanager
+def s3_server() -> Iterator[S3]:
+    """moto's S3 server in its own process on a free loopback port, with a fresh bucket."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        s3 = S3(endpoint=f"http://127.0.0.1:{port}", bucket=f"voicechat-{secrets.token_hex(4)}")
+        s3.client().create_bucket(Bucket=s3.bucket)
+        yield s3
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
 @contextmanager
 def postgres_database(admin_url: str) -> Iterator[str]:
     """A new, empty database on the server of `admin_url`, dropped on exit; yields its URL."""

@@ -213,8 +213,49 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Reply audio: a local folder (one machine, or a shared mount), or an S3-compatible bucket so processes
+# on several machines serve each other's audio. The audio endpoint streams byte ranges from either.
+AUDIO_STORAGE = env_str("AUDIO_STORAGE", "local")
+if AUDIO_STORAGE == "local":
+    _audio_storage: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif AUDIO_STORAGE == "s3":
+    S3_BUCKET = env_str("S3_BUCKET", "")
+    if not S3_BUCKET:
+        raise ImproperlyConfigured("AUDIO_STORAGE=s3 needs S3_BUCKET, the name of an existing bucket.")
+    S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
+    if S3_ENDPOINT_URL and not S3_ENDPOINT_URL.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"S3_ENDPOINT_URL={S3_ENDPOINT_URL!r} must be an http(s) URL.")
+    S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "auto")
+    if S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+        raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE={S3_ADDRESSING_STYLE!r} is unknown; use auto, path, virtual.")
+    S3_TIMEOUT = env_float("S3_TIMEOUT", 10.0, minimum=0.1)
+    from botocore.config import Config as _BotoConfig
+
+    _audio_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "region_name": env_str("S3_REGION", "") or None,
+            # Blank keys: boto3's own chain (AWS_* variables, shared config, an instance or task role).
+            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("S3_PREFIX", "").strip("/"),
+            "addressing_style": None if S3_ADDRESSING_STYLE == "auto" else S3_ADDRESSING_STYLE,
+            "default_acl": None,  # objects stay private: only the audio endpoint reads them
+            "querystring_auth": True,
+            "file_overwrite": True,  # names are message ids; a re-save replaces the same reply's audio
+            "client_config": _BotoConfig(
+                connect_timeout=S3_TIMEOUT,
+                read_timeout=S3_TIMEOUT,
+                retries={"max_attempts": env_int("S3_MAX_ATTEMPTS", 3, minimum=1), "mode": "standard"},
+            ),
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"AUDIO_STORAGE={AUDIO_STORAGE!r} is unknown; use local or s3.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _audio_storage,
     # Serve the committed bundle straight from static/ so `make run` needs no collectstatic.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
