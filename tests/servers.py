@@ -340,6 +340,7 @@ class Socket:
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     close_code: int | None = None
     reader: asyncio.Task[None] | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)  # the conversation_initiation_metadata payload
 
     async def _read(self) -> None:
         async for message in self.ws:
@@ -383,7 +384,8 @@ async def open_socket(http: aiohttp.ClientSession, base: str, cookie: str, *, qu
     sock = Socket(ws)
     sock.reader = asyncio.create_task(sock._read())
     try:
-        await sock.next("conversation_initiation_metadata", timeout=20)
+        first = await sock.next("conversation_initiation_metadata", timeout=20)
+        sock.metadata = first["conversation_initiation_metadata_event"]
         yield sock
     finally:
         await ws.close()
