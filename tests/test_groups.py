@@ -9,6 +9,7 @@ from typing import Any, cast
 import pytest
 from asgiref.sync import sync_to_async
 from channels.layers import channel_layers, get_channel_layer
+from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.db import transaction
 from django.test import AsyncClient
@@ -21,7 +22,10 @@ from chat.groups import (
     session_ended_applies,
     user_group,
 )
+from chat.models import Message
 from tests.conftest import PASSWORD
+from tests.wsclient import WS_PATH, receive_until, session_cookie_for
+from voicechat.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -188,3 +192,89 @@ async def test_it_logs_out_even_when_the_channel_layer_is_down(
         assert not client.cookies["sessionid"].value  # the session is gone all the same
     finally:
         channel_layers.backends.clear()
+
+
+# --- the consumer's side: sockets close, other tabs follow -----------------------------------------
+async def open_socket(cookie: str, query: str = "") -> WebsocketCommunicator:
+    return (await open_socket_meta(cookie, query))[0]
+
+
+async def open_socket_meta(cookie: str, query: str = "") -> tuple[WebsocketCommunicator, dict[str, Any]]:
+    headers = [(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000"), (b"cookie", cookie.encode())]
+    communicator = WebsocketCommunicator(application, f"{WS_PATH}?{query}", headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    assert connected
+    first = await communicator.receive_json_from(timeout=5)
+    assert first["type"] == "conversation_initiation_metadata"
+    return communicator, first["conversation_initiation_metadata_event"]
+
+
+async def assert_ended(communicator: WebsocketCommunicator) -> None:
+    frame = await communicator.receive_json_from(timeout=5)
+    assert frame["type"] == "error" and frame["error_event"]["code"] == "session_ended", frame
+    assert await communicator.receive_output(timeout=5) == {"type": "websocket.close", "code": 4001}
+
+
+def client_of(cookie: str) -> AsyncClient:
+    client = AsyncClient()
+    client.cookies["sessionid"] = cookie.split("=", 1)[1]
+    return client
+
+
+async def test_it_closes_the_sockets_of_the_logged_out_session_only(bob: Any, agent: Any) -> None:
+    laptop = await sync_to_async(session_cookie_for)(bob)
+    phone = await sync_to_async(session_cookie_for)(bob)
+    tabs = [await open_socket(laptop), await open_socket(laptop)]
+    on_phone = await open_socket(phone)
+    assert (await client_of(laptop).post("/accounts/logout/")).status_code == 302
+    for tab in tabs:
+        await assert_ended(tab)
+    assert await on_phone.receive_nothing(timeout=0.3)
+    await on_phone.disconnect()
+
+
+async def test_it_closes_every_socket_of_the_user_when_the_password_changes(bob: Any, agent: Any) -> None:
+    laptop = await sync_to_async(session_cookie_for)(bob)
+    phone = await sync_to_async(session_cookie_for)(bob)
+    sockets = [await open_socket(laptop), await open_socket(phone)]
+    new = "another-long-passphrase-2"
+    form = {"old_password": PASSWORD, "new_password1": new, "new_password2": new}
+    assert (await client_of(laptop).post("/accounts/password_change/", form)).status_code == 302
+    for sock in sockets:
+        await assert_ended(sock)
+
+
+async def test_it_stops_the_running_turn_when_the_session_ends(bob: Any, agent: Any, settings: Any) -> None:
+    settings.LLM_PROVIDERS["demo"]["OPTIONS"] = {"tokens_per_second": 5}  # still writing when the logout lands
+    cookie = await sync_to_async(session_cookie_for)(bob)
+    sock = await open_socket(cookie)
+    await sock.send_json_to({"type": "user_message", "text": "Tell me a long story."})
+    while (await sock.receive_json_from(timeout=5))["type"] != "agent_chat_response_part":
+        pass
+    assert (await client_of(cookie).post("/accounts/logout/")).status_code == 302
+    while True:  # the turn's frames already sent, then the error and the close
+        output = await sock.receive_output(timeout=5)
+        if output["type"] == "websocket.close":
+            break
+    assert output["code"] == 4001
+    reply = await Message.objects.aget(role="assistant", conversation__owner=bob)
+    assert reply.status == "interrupted"
+
+
+async def test_it_shows_a_turn_in_the_other_tabs_of_the_conversation_only(bob: Any, agent: Any) -> None:
+    cookie = await sync_to_async(session_cookie_for)(bob)
+    sender, meta = await open_socket_meta(cookie)
+    await sender.send_json_to({"type": "user_message", "text": "Start it."})  # the first message creates it
+    await receive_until(sender)
+    other_tab = await open_socket(cookie, f"conversation_id={meta['conversation_id']}")
+    elsewhere = await open_socket(cookie)  # a new conversation of the same user
+    await sender.send_json_to({"type": "user_message", "text": "Hello from tab one."})
+    own = await receive_until(sender)
+    shown = await receive_until(other_tab)
+    assert shown.of("user_transcript")[0]["user_transcript"] == "Hello from tab one."
+    assert shown.text == own.text and shown.text
+    assert "audio" in own.types and "audio" not in shown.types
+    assert own.types.count("user_transcript") == 1 and await sender.receive_nothing(timeout=0.3)  # no echo
+    assert await elsewhere.receive_nothing(timeout=0.3)
+    for communicator in (sender, other_tab, elsewhere):
+        await communicator.disconnect()

@@ -182,6 +182,7 @@ async def test_it_shows_a_message_sent_in_a_tab_on_one_process_in_a_tab_on_the_o
     cookie = a.session_cookie("tara")
     async with servers.open_socket(http, a.url, cookie) as tab_on_a:
         conversation = tab_on_a.metadata["conversation_id"]
+        await tab_on_a.turn("The first message creates the conversation.")
         async with servers.open_socket(http, b.url, cookie, query=f"conversation_id={conversation}") as tab_on_b:
             frames = await tab_on_a.turn("Hello from the first tab.")
             reply = frames[-1]["agent_response_complete_event"]
@@ -194,11 +195,13 @@ async def test_it_shows_a_message_sent_in_a_tab_on_one_process_in_a_tab_on_the_o
             # The tab that sent it does not get its own turn twice.
             assert [f["type"] for f in frames].count("user_transcript") == 1
             await asyncio.sleep(0.5)
-            assert [f["type"] for f in tab_on_a.seen].count("user_transcript") == 1
+            assert [f["type"] for f in tab_on_a.seen].count("user_transcript") == 2  # one per turn it sent
 
 
 @pytest.mark.xfail(
-    strict=True, reason="the heartbeat and sweep that close replies of dead processes land with the lead's crash safety"
+    strict=True,
+    reason="the sweep starts with a process's first WebSocket (chat/turns/store.py sweeper_ensure), not at start-up: "
+    "neither the survivor nor the restarted process, with no socket, ever sweeps",
 )
 async def test_it_closes_a_reply_left_by_a_killed_process_keeping_its_text(
     services: tuple[str, str], vendor: FakeElevenLabs, s3: servers.S3, tmp_path: Path, http: aiohttp.ClientSession
