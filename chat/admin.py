@@ -15,6 +15,7 @@ from django.utils.html import format_html
 
 from chat import audio as audio_store
 from chat.forms import AgentAdminForm
+from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
 from chat.models import Agent, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 
