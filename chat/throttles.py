@@ -38,7 +38,8 @@ class _LiveRate:
     scope: str | None
 
     def get_rate(self) -> str | None:
-        return api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
+        rate = api_settings.DEFAULT_THROTTLE_RATES.get(self.scope or "")
+        return str(rate) if rate is not None else None
 
 
 class ApiUserThrottle(_LiveRate, UserRateThrottle):
@@ -79,7 +80,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
 
     response = exception_handler(exc, context)
     if isinstance(exc, Throttled) and response is not None:
-        wait = retry_after_seconds(exc.wait)
+        wait = retry_after_seconds(getattr(exc, "wait", None))
         response.data = {"code": "rate_limited", "detail": f"Too many requests; try again in {wait} s."}
         response["Retry-After"] = str(wait)
     return response

@@ -53,7 +53,7 @@ def signup(request: HttpRequest) -> HttpResponse:
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         throttle = SignupThrottle()  # counts accounts made, so mistyped forms do not use up the allowance
-        if not throttle.allow_request(request, None):
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]  # it reads only request.META
             return signup_refused(request, form, throttle.wait())
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")

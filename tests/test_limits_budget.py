@@ -282,7 +282,8 @@ def test_it_never_overspends_across_two_processes(user, tmp_path) -> None:
     if connection.vendor == "postgresql":
         assert usage(user) == 2000
     else:
-        script = f"from chat.models import SpeechUsage; print(SpeechUsage.objects.get(user_id={user_id}, period='day').characters)"
+        row = f"SpeechUsage.objects.get(user_id={user_id}, period='day')"
+        script = f"from chat.models import SpeechUsage; print({row}.characters)"
         out = subprocess.run(
             [sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True
         )

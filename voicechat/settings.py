@@ -335,7 +335,7 @@ SPEECH_SITE_DAILY_CHARS = env_int("SPEECH_SITE_DAILY_CHARS", 500_000)
 # Fair TTS slots: the most vendor requests one user may hold at once (a turn needs 2 for look-ahead).
 TTS_SLOTS_PER_USER = env_int("TTS_SLOTS_PER_USER", 2, minimum=1)
 # Seconds a Redis-held TTS slot or socket entry outlives a process that died without releasing it.
-LIMITS_LEASE_SECONDS = env_int("LIMITS_LEASE_SECONDS", 30, minimum=5)
+LIMITS_LEASE_SECONDS = env_int("LIMITS_LEASE_SECONDS", 60, minimum=1)
 MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 8, minimum=1)
 WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
 WS_FRAMES_PER_SECOND = env_float("WS_FRAMES_PER_SECOND", 20.0, minimum=0.1)

@@ -32,7 +32,8 @@ class SpeechAllowanceAdmin(admin.ModelAdmin):
 
     def get_form(self, request: HttpRequest, obj: Any = None, change: bool = False, **kwargs: Any) -> Any:
         form = super().get_form(request, obj, change=change, **kwargs)
-        defaults = f"Defaults: {settings.SPEECH_DAILY_CHARS:,} a day, {settings.SPEECH_MONTHLY_CHARS:,} a month (0: no limit)."
+        daily, monthly = settings.SPEECH_DAILY_CHARS, settings.SPEECH_MONTHLY_CHARS
+        defaults = f"Defaults: {daily:,} a day, {monthly:,} a month (0: no limit)."
         form.base_fields["daily_chars"].help_text += f" {defaults}"
         return form
 

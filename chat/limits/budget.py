@@ -101,7 +101,10 @@ class Reservation:
 
 
 async def speech_reserve(user_id: int, chars: int) -> Reservation:
-    """Hold `chars` of the user's and the site's allowances, or raise Refusal ("budget_exhausted" | "site_budget_exhausted")."""
+    """Hold `chars` of the user's and the site's allowances for one TTS request.
+
+    Raises Refusal("budget_exhausted" | "site_budget_exhausted") saying when the allowance renews.
+    """
     return await _database_call(_reserve)(user_id, max(0, chars))
 
 
@@ -119,7 +122,9 @@ def _allowance(user_id: int) -> _Allowance:
         return _Allowance(None, None)
     daily = row.daily_chars if row is not None and row.daily_chars is not None else settings.SPEECH_DAILY_CHARS or None
     monthly = (
-        row.monthly_chars if row is not None and row.monthly_chars is not None else settings.SPEECH_MONTHLY_CHARS or None
+        row.monthly_chars
+        if row is not None and row.monthly_chars is not None
+        else settings.SPEECH_MONTHLY_CHARS or None
     )
     return _Allowance(daily, monthly)
 
@@ -212,8 +217,9 @@ def speech_budget_now(user_id: int) -> BudgetView:
     today = timezone.localdate()
     month = today.replace(day=1)
     used = dict(
-        SpeechUsage.objects.filter(Q(period=DAY, start=today) | Q(period=MONTH, start=month), user_id=user_id)
-        .values_list("period", "characters")
+        SpeechUsage.objects.filter(
+            Q(period=DAY, start=today) | Q(period=MONTH, start=month), user_id=user_id
+        ).values_list("period", "characters")
     )
     site_cap = _site_cap()
     site_used = SiteSpeechUsage.objects.filter(day=today).values_list("characters", flat=True).first() or 0
@@ -267,7 +273,8 @@ def _refusal(over: _OverLimit, today: date) -> Refusal:
     if over.period == "site":
         return Refusal(
             "site_budget_exhausted",
-            f"This site has used up today's speech allowance for everyone; replies continue as text. Speech returns at {when}.",
+            "This site has used up today's speech allowance for everyone; replies continue as text. "
+            f"Speech returns at {when}.",
             retry_after=wait.total_seconds(),
         )
     if not over.limit:

@@ -68,12 +68,13 @@ _ALIVE_PREFIX = f"{KEY_PREFIX}socket:"
 async def turn_claim(user_id: int, channel_name: str) -> str | None:
     """Make this socket's turn the user's running one; returns the socket whose turn it replaces, if another."""
     client = redis_client()
+    previous: object
     if client is None:
         previous = _turns.get(user_id)
         _turns[user_id] = channel_name
     else:
         previous = await client.set(_turn_key(user_id), channel_name, ex=TURN_CLAIM_SECONDS, get=True)
-    return previous if previous != channel_name else None
+    return previous if isinstance(previous, str) and previous != channel_name else None
 
 
 async def turn_release(user_id: int, channel_name: str) -> None:
@@ -83,7 +84,7 @@ async def turn_release(user_id: int, channel_name: str) -> None:
         if _turns.get(user_id) == channel_name:
             del _turns[user_id]
         return
-    await client.eval(_RELEASE_IF_MINE, 1, _turn_key(user_id), channel_name)  # type: ignore[misc]
+    await client.eval(_RELEASE_IF_MINE, 1, _turn_key(user_id), channel_name)
 
 
 async def socket_open(user_id: int, channel_name: str) -> list[str]:
@@ -98,7 +99,7 @@ async def socket_open(user_id: int, channel_name: str) -> list[str]:
             del sockets[channel]
         return evicted
     ttl = settings.LIMITS_LEASE_SECONDS
-    evicted = await client.eval(_SOCKET_OPEN, 1, _sockets_key(user_id), _ALIVE_PREFIX, channel_name, cap, ttl)  # type: ignore[misc]
+    evicted = await client.eval(_SOCKET_OPEN, 1, _sockets_key(user_id), _ALIVE_PREFIX, channel_name, cap, ttl)
     return list(evicted)
 
 
@@ -108,7 +109,7 @@ async def socket_touch(user_id: int, channel_name: str) -> bool:
     if client is None:
         return channel_name in _sockets.get(user_id, {})
     ttl = settings.LIMITS_LEASE_SECONDS
-    touched = await client.eval(_SOCKET_TOUCH, 1, _sockets_key(user_id), _ALIVE_PREFIX, channel_name, ttl)  # type: ignore[misc]
+    touched = await client.eval(_SOCKET_TOUCH, 1, _sockets_key(user_id), _ALIVE_PREFIX, channel_name, ttl)
     return bool(touched)
 
 

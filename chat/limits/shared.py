@@ -1,4 +1,4 @@
-"""The Redis connection the cross-process limits share, one client per event loop (asyncio objects cannot cross loops)."""
+"""The Redis connection the cross-process limits share: one client per event loop (they cannot cross loops)."""
 
 from __future__ import annotations
 

@@ -97,7 +97,7 @@ class RedisPool(SlotPool):
         return int(self.lease_seconds * 1000)
 
     async def try_acquire(self, token: str) -> bool:
-        acquired = await self.client.eval(_ACQUIRE, 1, self.key, token, self.limit, self._lease_ms)  # type: ignore[misc]
+        acquired = await self.client.eval(_ACQUIRE, 1, self.key, token, self.limit, self._lease_ms)
         return bool(acquired)
 
     async def release(self, token: str) -> None:
@@ -105,7 +105,7 @@ class RedisPool(SlotPool):
 
     async def renew(self, tokens: Collection[str]) -> None:
         if tokens:
-            await self.client.eval(_RENEW, 1, self.key, self._lease_ms, *tokens)  # type: ignore[misc]
+            await self.client.eval(_RENEW, 1, self.key, self._lease_ms, *tokens)
 
 
 @dataclass(eq=False)
