@@ -11,6 +11,7 @@ from django.test import RequestFactory
 
 from chat.throttles import client_ip
 from tests.conftest import LIMITS_REDIS_URL, PASSWORD
+from tests.test_settings import python, settings_values
 
 pytestmark = pytest.mark.django_db
 
@@ -202,3 +203,48 @@ def test_it_defaults_to_five_tries_and_fifteen_minutes(settings) -> None:
     assert (settings.AXES_ENABLED, settings.AXES_FAILURE_LIMIT) == (True, 5)
     assert settings.AXES_COOLOFF_TIME.total_seconds() == 900
     assert settings.AXES_LOCKOUT_PARAMETERS == [["username", "ip_address"]]
+
+
+# --- settings -------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("API_THROTTLE_RATE", "lots"),
+        ("API_WRITE_THROTTLE_RATE", "30/fortnight"),
+        ("SIGNUP_THROTTLE_RATE", "ten/hour"),
+        ("SPEECH_DAILY_CHARS", "-5"),
+        ("MAX_SOCKETS_PER_USER", "0"),
+        ("WS_FRAMES_PER_SECOND", "fast"),
+        ("LOGIN_LOCKOUT", "perhaps"),
+    ],
+)
+def test_it_refuses_to_start_with_a_wrong_limit(variable, value) -> None:
+    done = python("-c", "import django; django.setup()", DEBUG="true", **{variable: value})
+    assert done.returncode != 0
+    assert variable in done.stderr.strip().splitlines()[-1]
+
+
+def test_it_reads_every_limit_from_the_environment() -> None:
+    env = {
+        "SPEECH_DAILY_CHARS": "11",
+        "SPEECH_MONTHLY_CHARS": "22",
+        "SPEECH_SITE_DAILY_CHARS": "33",
+        "MAX_SOCKETS_PER_USER": "3",
+        "API_THROTTLE_RATE": "7/s",
+        "LOGIN_FAILURE_LIMIT": "9",
+        "LOGIN_LOCKOUT_MINUTES": "2",
+        "TRUSTED_PROXY_COUNT": "2",
+    }
+    names = (
+        "s.SPEECH_DAILY_CHARS, s.SPEECH_MONTHLY_CHARS, s.SPEECH_SITE_DAILY_CHARS, s.MAX_SOCKETS_PER_USER, "
+        "s.REST_FRAMEWORK['DEFAULT_THROTTLE_RATES']['user'], s.AXES_FAILURE_LIMIT, s.AXES_COOLOFF_TIME.seconds, "
+        "s.TRUSTED_PROXY_COUNT"
+    )
+    assert settings_values(names, DEBUG="true", **env) == ["11 22 33 3 7/s 9 120 2"]
+
+
+def test_it_trusts_no_forwarded_address_when_daphne_faces_clients() -> None:
+    assert settings_values("s.TRUSTED_PROXY_COUNT", DEBUG="true") == ["0"]
+    assert settings_values("s.TRUSTED_PROXY_COUNT", DEBUG="true", USE_X_FORWARDED_PROTO="true") == ["1"]
