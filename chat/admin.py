@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat import audio as audio_store
 from chat.forms import AgentAdminForm
 from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
 from chat.models import Agent, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
+from chat.turns import audio as audio_store
 
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
 TIMINGS = {
