@@ -295,7 +295,6 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "voice_id": ELEVENLABS_VOICE_ID,
             "model_id": ELEVENLABS_MODEL_ID,
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
-            "max_concurrency": ELEVENLABS_MAX_CONCURRENCY,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
         },

@@ -15,20 +15,24 @@ settling stays counted: the user loses at most one chunk, the vendor is never ov
 from __future__ import annotations
 
 import asyncio
+import random
+import time as clock
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from functools import partial
-from typing import TypedDict, TypeVar
+from typing import ParamSpec, TypeVar
 
 from channels.db import database_sync_to_async
 from django.conf import settings
-from django.db import IntegrityError, models, transaction
+from django.db import IntegrityError, OperationalError, connection, models, transaction
 from django.db.models import F, Q, QuerySet
 from django.db.models.functions import Greatest
 from django.utils import timezone
 
 from chat.limits.refusal import Refusal
 from chat.models import SiteSpeechUsage, SpeechAllowance, SpeechCharge, SpeechUsage
+from chat.protocol import SpeechBudget
 
 # In the thread pool like the turn's writes, not behind every connection's session lookups.
 _database_call = partial(database_sync_to_async, thread_sensitive=False)
@@ -36,13 +40,30 @@ _settling: set[asyncio.Future[None]] = set()  # settlements that outlive a cance
 
 DAY, MONTH = SpeechUsage.Period.DAY, SpeechUsage.Period.MONTH
 _Row = TypeVar("_Row", bound=models.Model)
+_P = ParamSpec("_P")
+_T = TypeVar("_T")
+_SQLITE_ATTEMPTS = 40
 
 
-class BudgetPayload(TypedDict):
-    remaining_chars: int | None
-    limit_chars: int | None
-    resets_at: str | None
-    site_exhausted: bool
+def _sqlite_retrying(function: Callable[_P, _T]) -> Callable[_P, _T]:
+    """Run a budget transaction again when SQLite reports a competing writer instead of waiting for it.
+
+    SQLite has one writer at a time; a file database waits its busy timeout, but some lock conflicts
+    (a shared-cache database, a stale read snapshot) fail at once. Each transaction rolled back
+    whole, so running it again is safe.
+    """
+
+    def run(*args: _P.args, **kwargs: _P.kwargs) -> _T:
+        for attempt in range(_SQLITE_ATTEMPTS):
+            try:
+                return function(*args, **kwargs)
+            except OperationalError as exc:
+                if connection.vendor != "sqlite" or "locked" not in str(exc) or attempt == _SQLITE_ATTEMPTS - 1:
+                    raise
+                clock.sleep(random.uniform(0.005, 0.025))
+        raise AssertionError("unreachable")
+
+    return run
 
 
 @dataclass(frozen=True)
@@ -58,7 +79,7 @@ class BudgetView:
     def exhausted(self) -> bool:
         return self.site_exhausted or self.remaining_chars == 0
 
-    def as_payload(self) -> BudgetPayload:
+    def as_payload(self) -> SpeechBudget:
         return {
             "remaining_chars": self.remaining_chars,
             "limit_chars": self.limit_chars,
@@ -105,12 +126,12 @@ async def speech_reserve(user_id: int, chars: int) -> Reservation:
 
     Raises Refusal("budget_exhausted" | "site_budget_exhausted") saying when the allowance renews.
     """
-    return await _database_call(_reserve)(user_id, max(0, chars))
+    return await _database_call(_sqlite_retrying(_reserve))(user_id, max(0, chars))
 
 
 async def speech_budget(user_id: int) -> BudgetView:
     """What the user has left today (for the page's indicator and the `budget` event)."""
-    return await _database_call(speech_budget_now)(user_id)
+    return await _database_call(_sqlite_retrying(speech_budget_now))(user_id)
 
 
 # --- database side (worker threads) -----------------------------------------------------------
@@ -209,7 +230,7 @@ def _settle(reservation: Reservation, billed: int, request_id: str) -> None:
 
 @_database_call
 def _settle_async(reservation: Reservation, billed: int, request_id: str) -> None:
-    _settle(reservation, billed, request_id)
+    _sqlite_retrying(_settle)(reservation, billed, request_id)
 
 
 def speech_budget_now(user_id: int) -> BudgetView:
