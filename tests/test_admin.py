@@ -463,6 +463,7 @@ def test_it_labels_fields_and_choices_as_a_person_would_write_them(admin_client,
         "Partial (audio failed mid-reply)",
         "Complete",
         "Failed",
+        "Stopped (speech allowance used up)",
     ]
 
 
