@@ -12,7 +12,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.test import Client
+from django.test import AsyncClient, Client
 
 from chat.groups import (
     SessionEnded,
