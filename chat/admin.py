@@ -7,15 +7,16 @@ import io
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from chat import audio as audio_store
+from chat.api_keys import api_key_assign
 from chat.forms import AgentAdminForm
-from chat.models import Agent, Conversation, Message
+from chat.models import Agent, ApiKey, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
@@ -26,9 +27,10 @@ TIMINGS = {
     "first_audio_sent_ms": "first audio sent",
     "client_first_audible_ms": "first audible",
 }
-TRANSCRIPT_COLUMNS = ("created_at", "role", "status", "text", "player", "timings")
+TRANSCRIPT_COLUMNS = ("created_at", "role", "status", "text", "player", "timings", "feedback")
 MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
     None: ("id", "conversation_link", "role", "status", "text", "created_at", "completed_at"),
+    "Feedback": ("feedback", "feedback_at"),
     "Error": ("error_code", "error_message"),
     "Audio and cost": (
         "player",
@@ -62,8 +64,17 @@ class AgentAdmin(admin.ModelAdmin):
                     ("stability", "similarity_boost"),
                     ("style", "speed"),
                     "use_speaker_boost",
+                    "output_format",
                 ],
                 "description": "ElevenLabs ranges: stability, similarity boost and style 0–1; speed 0.7–1.2.",
+            },
+        ),
+        (
+            "Client overrides",
+            {
+                "fields": ["allow_voice_override", "allow_first_message_override", "allow_language_override"],
+                "description": "What an SDK's conversation_initiation_client_data may change; anything else it "
+                "tries to override closes the socket (1008 override_error), as on ElevenLabs.",
             },
         ),
     ]
@@ -227,8 +238,9 @@ class MessageAdmin(admin.ModelAdmin):
         "first_audio_sent_ms",
         "client_first_audible_ms",
         "client_underruns",
+        "feedback",
     ]
-    list_filter = ["role", "status", "audio_status", "error_code"]
+    list_filter = ["role", "status", "audio_status", "error_code", "feedback"]
     search_fields = ["text"]
     date_hierarchy = "created_at"
     list_select_related = ["conversation"]
@@ -255,3 +267,27 @@ class MessageAdmin(admin.ModelAdmin):
     def conversation_link(self, message: Message) -> str:
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
         return format_html('<a href="{}">{}</a>', url, message.conversation)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys for the ElevenLabs-shaped API (`xi-api-key`); a new key is shown once, then only its prefix."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "user__username", "prefix"]
+    readonly_fields = ["prefix", "created_at", "last_used_at"]
+    autocomplete_fields = ["user"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("user", "name") if obj is None else ("user", "name", "prefix", "created_at", "last_used_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else ("user", "prefix", "created_at", "last_used_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            raw_key = api_key_assign(obj)
+            notice = f"The new key for {obj.user} is {raw_key} — copy it now; it is not shown again."
+            self.message_user(request, notice, messages.WARNING)
+        super().save_model(request, obj, form, change)

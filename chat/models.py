@@ -9,6 +9,9 @@ from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
+# Raw PCM rates the ElevenLabs stream endpoint produces (16-bit mono little-endian, no header).
+OUTPUT_FORMATS = [(f"pcm_{rate}", f"PCM {rate} Hz") for rate in (8000, 16000, 22050, 24000, 32000, 44100, 48000)]
+
 
 def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
     return [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -36,6 +39,23 @@ class Agent(models.Model):
     language_code = models.CharField(
         max_length=8, blank=True, help_text="ISO 639-1 code such as en or de; blank lets the model detect it."
     )
+    output_format = models.CharField(
+        max_length=12,
+        blank=True,
+        choices=OUTPUT_FORMATS,
+        help_text="Audio of this agent's replies; blank uses ELEVENLABS_OUTPUT_FORMAT. The Python SDK's "
+        "default audio interface plays pcm_16000 only; pcm_44100 needs an ElevenLabs Pro plan.",
+    )
+    # Which conversation_initiation_client_data overrides a client may send; the vendor's Security tab.
+    allow_voice_override = models.BooleanField(
+        "allow voice_id override", default=False, help_text="Clients may pick another voice (tts.voice_id)."
+    )
+    allow_first_message_override = models.BooleanField(
+        "allow first_message override", default=False, help_text="Clients may replace the first message."
+    )
+    allow_language_override = models.BooleanField(
+        "allow language override", default=False, help_text="Clients may set the language (agent.language)."
+    )
     is_default = models.BooleanField(default=False, help_text="Used when a client names no agent.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -60,6 +80,11 @@ class Agent(models.Model):
         if self.llm and self.llm not in settings.LLM_PROVIDERS:
             known = ", ".join(settings.LLM_PROVIDERS)
             raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
+
+    @property
+    def reply_output_format(self) -> str:
+        """The PCM format of this agent's replies: its own, else the site's ELEVENLABS_OUTPUT_FORMAT."""
+        return self.output_format or settings.ELEVENLABS_OUTPUT_FORMAT
 
 
 class Conversation(models.Model):
@@ -94,6 +119,10 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
         FAILED = "failed"
 
+    class Feedback(models.TextChoices):
+        LIKE = "like"
+        DISLIKE = "dislike"
+
     class AudioStatus(models.TextChoices):
         NONE = "none"
         PARTIAL = "partial", "partial (audio failed mid-reply)"
@@ -125,9 +154,42 @@ class Message(models.Model):
     client_first_audible_ms = models.PositiveIntegerField(null=True, blank=True)
     client_underruns = models.PositiveIntegerField(null=True, blank=True)
 
+    feedback = models.CharField(
+        max_length=8, choices=Feedback.choices, blank=True, help_text="The listener's like or dislike of a reply."
+    )
+    feedback_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["created_at"]
         indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_created")]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"
+
+
+class ApiKey(models.Model):
+    """A developer's key for the ElevenLabs-compatible HTTP API (`xi-api-key`); only its SHA-256 is kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, e.g. the script that uses it.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first characters, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SignedUrlUse(models.Model):
+    """A signed URL token that has been spent, kept until it would have expired anyway (single use)."""
+
+    nonce = models.CharField(max_length=32, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.nonce
