@@ -147,7 +147,7 @@ async def handshake(app: OriginCheckUnlessSigned, *, query: bytes, origin: bytes
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    incoming = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}]
+    incoming: list[dict[str, Any]] = [{"type": "websocket.connect"}, {"type": "websocket.disconnect", "code": 1006}]
 
     async def receive() -> dict[str, Any]:
         return incoming.pop(0)

@@ -210,6 +210,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
+        "FeedbackScoreEnum": "chat.models.Message.Feedback",
+    },
 }
 
 # --- Voice pipeline ---------------------------------------------------------------------------
