@@ -13,11 +13,11 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat import audio as audio_store
 from chat.api_keys import api_key_assign
 from chat.forms import AgentAdminForm
 from chat.models import Agent, ApiKey, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
+from chat.turns import audio as audio_store
 
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
 TIMINGS = {

@@ -26,11 +26,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from chat import audio as audio_store
 from chat.api_keys import XiApiKeyAuthentication
 from chat.models import Agent, Conversation, Message
 from chat.services import agent_get, conversation_get
 from chat.signing import signed_url_query
+from chat.turns import audio as audio_store
 
 WS_PATH = "/v1/convai/conversation"
 DEFAULT_PAGE_SIZE = 30  # the vendor's defaults and limits for conversation lists

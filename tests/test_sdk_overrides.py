@@ -1,7 +1,9 @@
-"""Which conversation_initiation_client_data overrides an agent allows (chat/overrides.py)."""
+"""Which conversation_initiation_client_data overrides an agent allows (chat/overrides.py), parsed as the
+consumer parses them (chat/protocol.py)."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -9,6 +11,7 @@ import pytest
 from chat.limits import Refusal
 from chat.models import Agent
 from chat.overrides import SessionOverrides, session_overrides
+from chat.protocol import ClientData, FrameError, parse_client_frame
 
 pytestmark = pytest.mark.django_db
 
@@ -29,8 +32,15 @@ PYTHON_TEXT_ONLY = {
 }
 
 
+def parsed(message: dict[str, Any]) -> ClientData:
+    frame = parse_client_frame(json.dumps(message))
+    assert isinstance(frame, ClientData)
+    return frame
+
+
 def overrides(agent: Agent, override: dict[str, Any]) -> SessionOverrides:
-    return session_overrides(agent=agent, client_data={"conversation_config_override": override})
+    data = parsed({"type": "conversation_initiation_client_data", "conversation_config_override": override})
+    return session_overrides(agent=agent, data=data)
 
 
 def refused(agent: Agent, override: dict[str, Any]) -> Refusal:
@@ -39,11 +49,11 @@ def refused(agent: Agent, override: dict[str, Any]) -> Refusal:
     return info.value
 
 
-def test_it_reads_text_only_as_both_sdks_send_it(agent) -> None:
-    assert session_overrides(agent=agent, client_data=JS_TEXT_ONLY) == SessionOverrides(text_only=True)
-    assert session_overrides(agent=agent, client_data=PYTHON_TEXT_ONLY) == SessionOverrides(text_only=True)
-    assert session_overrides(agent=agent, client_data={}) == SessionOverrides()
-    assert overrides(agent, {"conversation": {"text_only": False}}).text_only is False
+def test_it_reads_text_only_and_no_override_from_what_both_sdks_send(agent) -> None:
+    for sent in (JS_TEXT_ONLY, PYTHON_TEXT_ONLY):
+        data = parsed(sent)
+        assert data.text_only is True and session_overrides(agent=agent, data=data) == SessionOverrides()
+    assert overrides(agent, {}) == SessionOverrides()
 
 
 def test_it_refuses_every_override_an_agent_does_not_allow(agent) -> None:
@@ -77,19 +87,25 @@ def test_it_refuses_overrides_voicechat_has_no_switch_for(agent) -> None:
 
 @pytest.mark.parametrize(
     "override",
+    [{"tts": {"voice_id": "../../etc"}}, {"agent": {"language": "English"}}, {"agent": {"first_message": "x" * 4001}}],
+)
+def test_it_refuses_allowed_overrides_with_bad_values_as_invalid_messages(agent, override) -> None:
+    agent.allow_voice_override = agent.allow_first_message_override = agent.allow_language_override = True
+    assert refused(agent, override).code == "invalid_message"
+
+
+@pytest.mark.parametrize(
+    "override",
     [
-        {"tts": {"voice_id": "../../etc"}},
         {"tts": {"voice_id": 42}},
-        {"agent": {"language": "English"}},
-        {"agent": {"first_message": "x" * 4001}},
         {"agent": {"first_message": ["Hi"]}},
         {"conversation": {"text_only": "yes"}},
         {"tts": "fast"},
     ],
 )
-def test_it_refuses_malformed_overrides_as_invalid_messages(agent, override) -> None:
-    agent.allow_voice_override = agent.allow_first_message_override = agent.allow_language_override = True
-    assert refused(agent, override).code == "invalid_message"
+def test_it_refuses_overrides_of_the_wrong_type_when_parsing(agent, override) -> None:
+    with pytest.raises(FrameError):
+        overrides(agent, override)
 
 
 def test_it_ignores_what_has_no_effect_without_speech_input(agent) -> None:

@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0002_default_agent'),
+        ('chat', '0003_lead'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
