@@ -73,8 +73,8 @@ class AgentAdmin(admin.ModelAdmin):
             "Client overrides",
             {
                 "fields": ["allow_voice_override", "allow_first_message_override", "allow_language_override"],
-                "description": "What an SDK's conversation_initiation_client_data may change; anything else it "
-                "tries to override closes the socket (1008 override_error), as on ElevenLabs.",
+                "description": "What an SDK's conversation_initiation_client_data may change; any other override "
+                "closes the socket with the error override_not_allowed, as on ElevenLabs.",
             },
         ),
     ]

@@ -23,7 +23,7 @@ from django.conf import settings
 from chat import protocol
 from chat.limits import Refusal, message_check
 from chat.models import Agent, Conversation
-from chat.overrides import CLOSE_CODE, CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
+from chat.overrides import CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
 from chat.protocol import (
     AlignmentPayload,
     ClientData,
@@ -53,7 +53,9 @@ logger = logging.getLogger(__name__)
 
 PING_INTERVAL_SECONDS = 20.0
 CLOSE_FRAME_TOO_LARGE = 4009
-CLOSE_POLICY = 1008  # the vendor's close code for a refused token or override
+# A refused signed URL or override. The vendor closes with 1008, but Daphne (Autobahn) sends only 1000 and
+# 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
+CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
 MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
 SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
@@ -95,7 +97,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # A signed URL's holder is told why in a close reason the SDKs surface, not a bare 403.
             await self.accept(self._subprotocol())
             await self.error(self.token_refused.code, self.token_refused.message)
-            await self.close(code=CLOSE_POLICY, reason=self.token_refused.code)
+            await self.close(code=CLOSE_REFUSED, reason=self.token_refused.code)
             return
         await self.accept(self._subprotocol())
         self.output_format = output_format()
@@ -224,7 +226,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             if refusal.code == OVERRIDE_REFUSED:
-                await self.close(code=CLOSE_CODE, reason=CLOSE_REASON)
+                await self.close(code=CLOSE_REFUSED, reason=CLOSE_REASON)
             return
         if overrides.language is not None or overrides.first_message is not None:
             # This socket's own copy of the agent: an override never reaches the database or other sockets.

@@ -2,8 +2,9 @@
 
 Like the vendor's Security tab: an operator allows a voice, first-message or language override on the
 agent; any other override a client sends is refused (the consumer answers `override_not_allowed` and
-closes 1008 with the vendor's reason `override_error`). `text_only` is always honoured: it only saves
-work. Fields sent empty (`null`, or left out as the JS SDK does for unset options) are no override.
+closes 4003 with the vendor's reason `override_error`; the vendor's 1008 is a code Daphne cannot send).
+`text_only` is always honoured: it only saves work. Fields sent empty (`null`, or left out as the JS
+SDK does for unset options) are no override.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from chat.models import Agent
 from chat.protocol import ClientData
 
 OVERRIDE_REFUSED = "override_not_allowed"
-CLOSE_CODE = 1008
 CLOSE_REASON = "override_error"  # the vendor's close reason for the same refusal
 _VOICE_ID = re.compile(r"[A-Za-z0-9_-]{1,100}")
 _LANGUAGE = re.compile(r"[a-z]{2,3}")

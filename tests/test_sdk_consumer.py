@@ -79,7 +79,7 @@ async def test_it_echoes_the_convai_subprotocol_when_asked(user, agent) -> None:
     await communicator.disconnect()
 
 
-async def test_it_closes_a_reused_signed_url_with_1008_and_says_why(user, agent) -> None:
+async def test_it_closes_a_reused_signed_url_with_4003_and_says_why(user, agent) -> None:
     query = await signed_query(user, agent)
     first, connected, _ = await open_socket(query)
     assert connected
@@ -87,7 +87,7 @@ async def test_it_closes_a_reused_signed_url_with_1008_and_says_why(user, agent)
     again, connected, _ = await open_socket(query, subprotocols=["convai"])
     assert connected  # accepted only to be told why, as the vendor does
     code, closed = await refusal(again)
-    assert code == "signed_url_reused" and closed == {"type": "websocket.close", "code": 1008, "reason": code}
+    assert code == "signed_url_reused" and closed == {"type": "websocket.close", "code": 4003, "reason": code}
 
 
 @pytest.mark.parametrize(
@@ -101,7 +101,7 @@ async def test_it_closes_tampered_and_foreign_signed_urls(user, agent, mangle, e
     communicator, connected, _ = await open_socket(mangle(await signed_query(user, agent)))
     assert connected
     code, closed = await refusal(communicator)
-    assert code == expected and closed["code"] == 1008
+    assert code == expected and closed["code"] == 4003
     assert not await Conversation.objects.aexists()
 
 
@@ -145,7 +145,7 @@ async def test_it_closes_with_override_error_when_the_agent_does_not_allow_an_ov
     await initiate(communicator, {"tts": {"voice_id": "21m00Tcm4TlvDq8ikWAM"}})
     code, closed = await refusal(communicator)
     assert code == "override_not_allowed"
-    assert closed == {"type": "websocket.close", "code": 1008, "reason": "override_error"}
+    assert closed == {"type": "websocket.close", "code": 4003, "reason": "override_error"}
 
 
 async def test_it_speaks_in_the_voice_a_client_picked_when_the_agent_allows_it(
