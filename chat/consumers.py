@@ -13,6 +13,7 @@ import copy
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -46,12 +47,16 @@ from chat.services import agent_get, conversation_get, message_feedback_save
 from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import output_format, reply_providers
+from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save, sweeper_ensure
 from chat.turns.turn import HEARTBEAT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 PING_INTERVAL_SECONDS = 20.0
+# A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
+# waits this long for it before it is spoken.
+GREETING_WAIT_SECONDS = 0.5
 CLOSE_FRAME_TOO_LARGE = 4009
 # A refused signed URL or override. The vendor closes with 1008, but Daphne (Autobahn) sends only 1000 and
 # 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
@@ -90,6 +95,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.voice_id = ""
         self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
         self.token_refused: TokenRefused | None = None
+        self.greeting_pending = False
+        self.greeting_override: str | None = None
+        self.greeting_shown = ""
+        self.greeting_id: uuid.UUID | None = None
         if not await self._authorize():
             if self.token_refused is None:
                 await self.close()  # before accept: the handshake is refused (HTTP 403)
@@ -103,6 +112,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.output_format = output_format()
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
+        if self.conversation._state.adding and self.agent.first_message.strip():
+            self.greeting_pending = True
+            asyncio.get_running_loop().call_later(GREETING_WAIT_SECONDS, self._start_greeting)
 
     def _subprotocol(self) -> str | None:
         return SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None
@@ -196,6 +208,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("invalid_message", exc.message)
             return
         await self.dispatch_frame(frame)
+        self._start_greeting()  # after the first frame, which may have said how to speak it
 
     async def dispatch_frame(self, frame: ClientFrame) -> None:
         match frame:
@@ -215,10 +228,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.speak = speak
             case ContextualUpdate(text=text):
                 self.context = [*self.context, text[: settings.MAX_MESSAGE_CHARS]][-MAX_CONTEXT_UPDATES:]
+            case Speak(message_id=message_id):
+                await self.on_speak(message_id)
             case Feedback():
                 await self.on_feedback(frame)
-            case Speak():
-                await self.error("invalid_message", f"{type(frame).__name__.lower()} is not available yet.")
 
     async def on_client_data(self, frame: ClientData) -> None:
         try:
@@ -228,17 +241,52 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             if refusal.code == OVERRIDE_REFUSED:
                 await self.close(code=CLOSE_REFUSED, reason=CLOSE_REASON)
             return
-        if overrides.language is not None or overrides.first_message is not None:
+        if overrides.language is not None:
             # This socket's own copy of the agent: an override never reaches the database or other sockets.
             self.agent = copy.copy(self.agent)
-            self.agent.language_code = overrides.language or self.agent.language_code
-            self.agent.first_message = overrides.first_message or self.agent.first_message
+            self.agent.language_code = overrides.language
         self.voice_id = overrides.voice_id or self.voice_id
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
             self.speak = self.speak and frame.speak
         self.binary_audio = frame.binary_audio
+        if frame.first_message is not None:
+            self.greeting_override = frame.first_message
+
+    def _start_greeting(self) -> None:
+        """Show (and speak) the agent's first message on a new conversation, once."""
+        if not self.greeting_pending or self.closed or self.turn_task is not None:
+            self.greeting_pending = False
+            return
+        self.greeting_pending = False
+        text = greeting_text(self.agent, self.greeting_override)
+        if not text:
+            return
+        self.greeting_shown = text
+        self.turn_task = asyncio.create_task(self._run_job(self._greet(text)), name=f"greeting-{self.conversation.id}")
+
+    async def _greet(self, text: str) -> None:
+        try:
+            tts = reply_providers(agent=self.agent, speak=self.speak).tts
+        except Refusal:
+            tts = None  # the voice is misconfigured: the greeting is still shown
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=self.voice_id)
+        self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
+
+    async def on_speak(self, message_id: str) -> None:
+        """Play a stored reply that has no audio yet: synthesise it once and keep it."""
+        try:
+            tts = reply_providers(agent=self.agent, speak=True).tts
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            return
+        assert tts is not None
+        await self._cancel_turn()
+        job = speak_message(
+            conversation_id=self.conversation.id, message_id=message_id, agent=self.agent, tts=tts, output=self
+        )
+        self.turn_task = asyncio.create_task(self._run_job(job), name=f"speak-{message_id}")
 
     async def on_user_message(self, text: object) -> None:
         started_at = time.monotonic()
@@ -257,19 +305,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             speak=self.speak,
             voice_id=self.voice_id,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
+            greeting=self.greeting_shown,
+            greeting_id=self.greeting_id,
             context=tuple(self.context),
         )
         self.context = []
         turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
-        self.turn_task = asyncio.create_task(self._run_turn(turn), name=f"turn-{self.conversation.id}")
+        self.turn_task = asyncio.create_task(self._run_job(turn.run()), name=f"turn-{self.conversation.id}")
 
-    async def _run_turn(self, turn: Turn) -> None:
+    async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
+        """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
         try:
-            await turn.run()
+            await job
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("Turn failed in conversation %s", self.conversation.id)
+            logger.exception("A reply failed in conversation %s", self.conversation.id)
             await self.error("internal_error", "The reply failed unexpectedly; please try again.")
 
     async def _cancel_turn(self) -> None:

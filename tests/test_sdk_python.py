@@ -41,7 +41,8 @@ class Developer:
     app: servers.App
     fake: FakeElevenLabs
     api_key: str
-    agent_id: str
+    agent_id: str  # the default agent, which greets a new conversation with its first message
+    quiet_agent_id: str  # an agent without a first message, so only the reply is heard
 
     def client(self) -> ElevenLabs:
         return ElevenLabs(base_url=self.app.url, api_key=self.api_key)
@@ -64,10 +65,12 @@ def developer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Developer]:
                 "from chat.api_keys import api_key_create\n"
                 "from chat.services import agent_default\n"
                 "user = get_user_model().objects.create_user('devon', password='a-long-passphrase-1')\n"
-                "print(api_key_create(user=user, name='sdk test')[1], agent_default().pk)"
+                "from chat.models import Agent\n"
+                "quiet = Agent.objects.create(name='Quiet')\n"
+                "print(api_key_create(user=user, name='sdk test')[1], agent_default().pk, quiet.pk)"
             )
-            api_key, agent_id = app.manage("shell", "-c", script).split()[-2:]
-            yield Developer(app=app, fake=fake, api_key=api_key, agent_id=agent_id)
+            api_key, agent_id, quiet_id = app.manage("shell", "-c", script).split()[-3:]
+            yield Developer(app=app, fake=fake, api_key=api_key, agent_id=agent_id, quiet_agent_id=quiet_id)
     finally:
         fake.stop()
 
@@ -107,7 +110,8 @@ class Callbacks:
     def keywords(self) -> dict[str, Any]:
         def on_response(text: str) -> None:
             self.responses.append(text)
-            self.replied.set()
+            if self.transcripts:  # an answer, not the greeting that opens a new conversation
+                self.replied.set()
 
         return {
             "callback_agent_response": on_response,
@@ -154,14 +158,16 @@ def test_it_holds_a_text_only_session_through_the_sdks_callbacks(developer: Deve
     conversation.end_session()
     conversation_id = conversation.wait_for_session_end()
 
-    assert seen.transcripts == ["Tell me about streaming speech."]
-    assert seen.responses[0] and "".join(seen.parts).strip() == seen.responses[0]
+    greeting, answer = seen.responses
+    assert greeting.startswith("Hi!") and seen.transcripts == ["Tell me about streaming speech."]
+    assert answer and "".join(seen.parts).strip() == answer
     assert [d.reason for d in seen.disconnects] == ["user"] and not sdk_errors(caplog)
     assert developer.fake.tts_requests() == []  # text only: nothing synthesised, nothing billed
     stored = developer.client().conversational_ai.conversations.get(conversation_id)
     assert [(t.role, t.message) for t in stored.transcript] == [
+        ("agent", greeting),
         ("user", "Tell me about streaming speech."),
-        ("agent", seen.responses[0]),
+        ("agent", answer),
     ]
 
 
@@ -172,7 +178,7 @@ def test_it_plays_the_replys_audio_through_the_sdks_audio_interface(developer: D
     speaker = RecordingAudioInterface()
     conversation = Conversation(
         client=developer.client(),
-        agent_id=developer.agent_id,
+        agent_id=developer.quiet_agent_id,
         requires_auth=True,
         audio_interface=speaker,
         **seen.keywords(),
@@ -196,7 +202,7 @@ def test_it_plays_the_replys_audio_through_the_sdks_audio_interface(developer: D
     assert len(b"".join(speaker.played)) > 16000 and speaker.stopped
     assert [d.reason for d in seen.disconnects] == ["user"] and not sdk_errors(caplog)
     stored = developer.client().conversational_ai.conversations.get(conversation_id)
-    assert stored.has_audio and stored.transcript[1].message == seen.responses[0]
+    assert seen.responses == [stored.transcript[1].message] and stored.has_audio
 
 
 def test_it_refuses_a_signed_url_spent_by_another_process(developer: Developer) -> None:
@@ -224,6 +230,7 @@ def test_it_runs_the_python_snippet_of_the_docs_as_written(developer: Developer)
     done = subprocess.run([sys.executable, "-c", snippet], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0] == "you: Hello! What can you do?" and lines[1].startswith("agent: ") and len(lines[1]) > 10
+    assert lines[0].startswith("agent: Hi!")  # the agent's greeting opens a new conversation
+    assert lines[1] == "you: Hello! What can you do?" and lines[2].startswith("agent: ") and len(lines[2]) > 10
     assert re.fullmatch(r"conversation: [0-9a-f-]{36}", lines[-1])
     assert "Error" not in done.stderr

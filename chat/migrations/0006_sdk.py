@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0003_lead'),
+        ('chat', '0005_greeting'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
