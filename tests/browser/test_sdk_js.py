@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, urlparse
 
 import httpx
 import pytest
@@ -36,11 +37,11 @@ HARNESS = """<!doctype html><meta charset="utf-8"><title>SDK harness</title>
 <script src="/client.js"></script>
 <script>
 // Everything the SDK reports through its own callbacks, for the test to read.
-window.runSession = async (textOnly) => {
+window.runSession = async (textOnly, agentId) => {
   const seen = {connected: null, messages: [], errors: [], modes: [], disconnect: null};
   seen.audioBytes = seen.microphoneChunks = 0;
   window.seen = seen;
-  const {signed_url} = await fetch("/signed-url").then((r) => r.json());
+  const {signed_url} = await fetch("/signed-url?agent_id=" + agentId).then((r) => r.json());
   let replied;
   const reply = new Promise((resolve) => { replied = resolve; });
   const conversation = await ElevenLabsClient.Conversation.startSession({
@@ -49,7 +50,7 @@ window.runSession = async (textOnly) => {
     onConnect: ({conversationId}) => { seen.connected = conversationId; },
     onMessage: ({source, message}) => {
       seen.messages.push([source, message]);
-      if (source === "ai") replied();
+      if (source === "ai" && seen.messages.some(([from]) => from === "user")) replied();  // not the greeting
     },
     onAudio: (base64) => { seen.audioBytes += atob(base64).length; },
     onModeChange: ({mode}) => seen.modes.push(mode),
@@ -69,7 +70,8 @@ window.runSession = async (textOnly) => {
 class DeveloperSite:
     url: str
     api_key: str
-    agent_id: str
+    agent_id: str  # the default agent, which greets a new conversation
+    quiet_agent_id: str  # one without a first message: only the reply's audio is heard
 
 
 @pytest.fixture(scope="module")
@@ -81,18 +83,21 @@ def developer_site(app: servers.App, fake_vendor: FakeElevenLabs) -> Iterator[De
         "from chat.api_keys import api_key_create\n"
         "from chat.services import agent_default\n"
         "user = get_user_model().objects.create_user('jess', password='a-long-passphrase-1')\n"
-        "print(api_key_create(user=user, name='browser test')[1], agent_default().pk)"
+        "from chat.models import Agent\n"
+        "quiet = Agent.objects.create(name='Quiet')\n"
+        "print(api_key_create(user=user, name='browser test')[1], agent_default().pk, quiet.pk)"
     )
-    api_key, agent_id = app.manage("shell", "-c", script).split()[-2:]
+    api_key, agent_id, quiet_id = app.manage("shell", "-c", script).split()[-3:]
     pages = {"/": HARNESS, "/snippet": _snippet_page()}
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
             if self.path == "/client.js":
                 self._send(CLIENT_BUNDLE.read_bytes(), "text/javascript")
-            elif self.path == "/signed-url":  # what the developer's server does, key kept server-side
+            elif self.path.startswith("/signed-url"):  # what the developer's server does, key kept server-side
+                wanted = parse_qs(urlparse(self.path).query).get("agent_id", [agent_id])[0]
                 request = urllib.request.Request(
-                    f"{app.url}/v1/convai/conversation/get-signed-url?agent_id={agent_id}",
+                    f"{app.url}/v1/convai/conversation/get-signed-url?agent_id={wanted}",
                     headers={"xi-api-key": api_key},
                 )
                 with urllib.request.urlopen(request, timeout=10) as response:
@@ -116,7 +121,8 @@ def developer_site(app: servers.App, fake_vendor: FakeElevenLabs) -> Iterator[De
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     # localhost, not 127.0.0.1: another origin than voicechat's, and still a secure context for the microphone.
-    yield DeveloperSite(url=f"http://localhost:{server.server_address[1]}", api_key=api_key, agent_id=agent_id)
+    url = f"http://localhost:{server.server_address[1]}"
+    yield DeveloperSite(url=url, api_key=api_key, agent_id=agent_id, quiet_agent_id=quiet_id)
     server.shutdown()
     thread.join(timeout=5)
 
@@ -193,16 +199,18 @@ def stored_transcript(app: servers.App, site: DeveloperSite, conversation_id: st
 
 def test_it_holds_a_text_only_session(sdk_page: Page, developer_site: DeveloperSite, app, fake_vendor) -> None:
     sdk_page.goto(developer_site.url + "/")
-    seen = finish(sdk_page, sdk_page.evaluate("runSession(true)"), fake_vendor)
+    seen = finish(sdk_page, sdk_page.evaluate("([a]) => runSession(true, a)", [developer_site.agent_id]), fake_vendor)
     assert seen["errors"] == [] and seen["disconnect"] == "user"
-    assert seen["messages"][0] == ["user", "Tell me about streaming speech."]
-    assert seen["messages"][1][0] == "ai" and seen["messages"][1][1]
+    greeting, question, answer = seen["messages"]
+    assert greeting[0] == "ai" and greeting[1].startswith("Hi!")  # the agent speaks first
+    assert question == ["user", "Tell me about streaming speech."] and answer[0] == "ai" and answer[1]
     assert (
         seen["audioBytes"] == seen["microphoneChunks"] == 0 and fake_vendor.tts_requests() == []
     )  # no speech billed for text only
     assert stored_transcript(app, developer_site, seen["connected"]) == [
+        ("agent", greeting[1]),
         ("user", "Tell me about streaming speech."),
-        ("agent", seen["messages"][1][1]),
+        ("agent", answer[1]),
     ]
 
 
@@ -210,7 +218,8 @@ def test_it_holds_a_voice_session_and_plays_the_reply(
     sdk_page: Page, developer_site: DeveloperSite, app, fake_vendor
 ) -> None:
     sdk_page.goto(developer_site.url + "/")
-    seen = finish(sdk_page, sdk_page.evaluate("runSession(false)"), fake_vendor)
+    quiet = developer_site.quiet_agent_id
+    seen = finish(sdk_page, sdk_page.evaluate("([a]) => runSession(false, a)", [quiet]), fake_vendor)
     # The SDK streamed the fake microphone the whole time (user_audio_chunk every few ms): never an error.
     assert seen["errors"] == [] and seen["disconnect"] == "user"
     assert "speaking" in seen["modes"] and seen["microphoneChunks"] > 10
@@ -227,6 +236,11 @@ def test_it_runs_the_browser_snippet_of_the_docs_as_written(sdk_page: Page, deve
     def logged(prefix: str) -> bool:
         return any(text.startswith(prefix) for _, text in logs)
 
-    wait_until(sdk_page, lambda: logged("ai ") and logged("mode speaking"), "the snippet's reply and its audio")
-    assert logged("connected ") and logged("user Hello! What can you do?")
+    def answered() -> bool:
+        texts = [text for _, text in logs]
+        asked = next((i for i, text in enumerate(texts) if text == "user Hello! What can you do?"), None)
+        return asked is not None and any(text.startswith("ai ") for text in texts[asked:])
+
+    wait_until(sdk_page, lambda: answered() and logged("mode speaking"), "the snippet's answer and its audio")
+    assert logged("connected ") and logged("ai Hi!")  # the greeting came first
     assert [text for kind, text in logs if kind == "error"] == []
