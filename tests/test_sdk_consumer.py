@@ -190,3 +190,16 @@ async def test_it_ignores_user_audio_chunks_silently(user, agent) -> None:
 
 def test_it_uses_the_vendors_parameter_names_in_signed_queries(user, agent) -> None:
     assert set(parse_qs(signed_url_query(user=user, agent=agent))) == {"agent_id", "conversation_signature"}
+
+
+async def test_it_adds_a_contextual_update_to_the_next_turns_llm_context(user, agent, openai_settings) -> None:
+    communicator, _, _ = await open_socket(await signed_query(user, agent))
+    await communicator.receive_json_from()
+    await initiate(communicator, {"conversation": {"text_only": True}})
+    await send(communicator, {"type": "contextual_update", "text": "The user is looking at the pricing page."})
+    await send(communicator, {"type": "user_message", "text": "How much is it?"})
+    while not payload((await receive_until(communicator)).frames[-1])["message_id"]:
+        pass  # the greeting's turn ends first
+    await communicator.disconnect()
+    sent = json.dumps(openai_settings.requests[-1]["messages"])
+    assert "The user is looking at the pricing page." in sent and "How much is it?" in sent
