@@ -7,15 +7,17 @@ import io
 import json
 from typing import Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
 from chat import audio as audio_store
+from chat.elevenlabs_agents import conversation_vendor_fetch, vendor_record_html
 from chat.forms import AgentAdminForm
 from chat.models import Agent, Conversation, Message
+from chat.providers.base import ProviderError
 from chat.services import conversation_delete_many, message_delete_many
 
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
@@ -47,10 +49,18 @@ MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
 class AgentAdmin(admin.ModelAdmin):
     form = AgentAdminForm
     list_display = ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
-    list_filter = ["is_active", "is_default"]
+    list_filter = ["is_active", "is_default", "backend"]
     search_fields = ["name", "system_prompt"]
     fieldsets = [
         ("Persona", {"fields": ["name", "system_prompt", "first_message", "is_default", "is_active"]}),
+        (
+            "Backend",
+            {
+                "fields": ["backend", "elevenlabs_agent_id"],
+                "description": "An ElevenLabs agent writes and speaks replies itself: the LLM and voice settings "
+                "below then apply only where ELEVENLABS_AGENT_OVERRIDES passes them on (docs/agents.md).",
+            },
+        ),
         ("LLM", {"fields": ["llm"]}),
         (
             "Voice",
@@ -169,11 +179,28 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ["title_or_id", "owner", "agent", "message_count", "updated_at"]
     list_filter = ["agent", MessageStatusFilter, "created_at", "updated_at"]
     search_fields = ["title", "owner__username", "messages__text"]
-    readonly_fields = ["id", "owner", "agent", "created_at", "updated_at"]
-    fields = ["id", "title", "owner", "agent", "created_at", "updated_at"]
+    readonly_fields = [
+        "id",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
+    fields = [
+        "id",
+        "title",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
     list_select_related = ["owner", "agent"]
     inlines = [TranscriptInline]
-    actions = ["export_json", "export_csv"]
+    actions = ["export_json", "export_csv", "fetch_elevenlabs_record"]
     date_hierarchy = "updated_at"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
@@ -211,6 +238,20 @@ class ConversationAdmin(admin.ModelAdmin):
                 writer.writerow([row["id"], row["owner"], m["time"], m["role"], m["status"], m["text"]])
         # The BOM makes spreadsheet programs read the file as UTF-8.
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
+
+    @admin.action(description="Fetch the ElevenLabs agent transcripts, to compare")
+    def fetch_elevenlabs_record(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        fetched = 0
+        for conversation in queryset:
+            try:
+                fetched += len(conversation_vendor_fetch(conversation=conversation))
+            except ProviderError as exc:
+                self.message_user(request, f"{conversation}: {exc.message}", level=messages.ERROR)
+        self.message_user(request, f"Fetched {fetched} ElevenLabs call record(s).")
+
+    @admin.display(description="ElevenLabs record")
+    def vendor_record(self, conversation: Conversation) -> str:
+        return vendor_record_html(conversation.elevenlabs_record)
 
 
 @admin.register(Message)

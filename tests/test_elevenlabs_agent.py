@@ -8,13 +8,22 @@ import time
 from contextlib import aclosing
 from typing import Any
 
+import httpx
 import pytest
+from django.core.exceptions import ImproperlyConfigured, ValidationError
+from elevenlabs import AsyncElevenLabs
 
+from chat import elevenlabs_agents
+from chat.models import Agent, Message
+from chat.providers import reply_session
 from chat.providers.base import AudioPart, ChatMessage, Correction, ProviderError, ReplyEvent, TextDelta
+from chat.providers.elevenlabs import aclose_shared_clients
 from chat.providers.elevenlabs_agent import ElevenLabsAgentSession
 from chat.providers.pcm import Resampler, ulaw_to_pcm
-from tests.fakes.elevenlabs_agent import FakeAgent, FakeElevenLabsAgents, default_reply
+from tests.fakes.elevenlabs_agent import AGENTS, FakeAgent, FakeElevenLabsAgents, default_reply
 from tests.fakes.elevenlabs_contract import pcm_for
+from tests.test_admin import AGENT_FORM
+from tests.test_settings import python
 
 SUPPORT = "agent_support"  # pcm_16000, text parts, allows agent.language and agent.first_message
 CONCIERGE = "agent_concierge"  # pcm_24000, needs the user_name dynamic variable
@@ -252,6 +261,65 @@ async def test_it_lets_a_new_reply_supersede_one_still_running(fake_agents: Fake
     assert not any(isinstance(e, AudioPart) for e in rest)
 
 
+# --- the vendor's greeting -----------------------------------------------------------------------
+
+GREETING = "Welcome to support. How can I help you today?"
+
+
+@pytest.fixture
+async def greeter() -> Any:
+    agents = [FakeAgent(SUPPORT, "Support", first_message=GREETING)]
+    async with FakeElevenLabsAgents(agents=agents, ping_interval=0.05) as fake:
+        yield fake
+
+
+async def test_it_asks_the_vendor_not_to_greet_when_the_override_is_allowed(greeter: FakeElevenLabsAgents) -> None:
+    agent = session(greeter, allowed_overrides=("agent.first_message",), first_message="")
+    events = await events_of(agent, "Hi")
+    await agent.aclose()
+    (conversation,) = greeter.conversations
+    assert conversation.init["conversation_config_override"] == {"agent": {"first_message": ""}}
+    assert [r.greeting for r in conversation.replies] == [False]
+    assert text_of(events) == default_reply("Hi", conversation)
+
+
+async def test_it_drops_a_greeting_spoken_before_the_first_reply(greeter: FakeElevenLabsAgents) -> None:
+    agent = session(greeter)
+    await agent.open()
+    (conversation,) = greeter.conversations
+    assert await until(lambda: conversation.replies and conversation.replies[0].finished)
+    events = await events_of(agent, "Hi")
+    await agent.aclose()
+    assert text_of(events) == default_reply("Hi", conversation)
+    assert audio_of(events) == sentences_pcm(text_of(events), 16000)
+
+
+async def test_it_drops_a_greeting_still_playing_when_the_first_message_goes(greeter: FakeElevenLabsAgents) -> None:
+    greeter.chunk_gap_ms = 30
+    agent = session(greeter)
+    events = await events_of(agent, "Hi")
+    await agent.aclose()
+    (conversation,) = greeter.conversations
+    greeting, answer = conversation.replies
+    assert greeting.greeting and greeting.interrupted and not answer.interrupted  # cut short for our message
+    assert text_of(events) == default_reply("Hi", conversation)
+    assert audio_of(events) == sentences_pcm(text_of(events), 16000)
+    assert not any(isinstance(e, Correction) for e in events)
+
+
+async def test_it_releases_the_first_reply_when_the_vendor_does_not_echo_messages(
+    fake_agents: FakeElevenLabsAgents,
+) -> None:
+    fake_agents.echo_user_transcript = False
+    agent = session(fake_agents, audio_settle_seconds=0.2)
+    events = await events_of(agent, "Hi")
+    second = await events_of(agent, "Again")
+    await agent.aclose()
+    assert text_of(events) == default_reply("Hi", fake_agents.conversations[0])
+    assert audio_of(events) == sentences_pcm(text_of(events), 16000)
+    assert text_of(second) == default_reply("Again", fake_agents.conversations[0])
+
+
 # --- faults --------------------------------------------------------------------------------------
 
 
@@ -410,6 +478,7 @@ async def test_it_keeps_the_api_key_out_of_every_log_line_and_error(
     fake_agents: FakeElevenLabsAgents, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    caplog.set_level(logging.DEBUG, logger="chat.providers.elevenlabs_agent.socket")
     agent = session(fake_agents)
     await events_of(agent, "Log me")
     fake_agents.fail_next("close_1011")
@@ -442,3 +511,150 @@ def test_it_resamples_in_chunks_exactly_as_in_one_piece() -> None:
 def test_it_decodes_mu_law_like_g711() -> None:
     samples = memoryview(ulaw_to_pcm(bytes([0xFF, 0x7F, 0x00, 0x80]))).cast("h").tolist()
     assert samples == [0, 0, -32124, 32124]
+
+
+# --- the vendor's records through the SDK ---------------------------------------------------------
+
+
+async def test_it_serves_transcripts_and_agents_the_sdk_parses(fake_agents: FakeElevenLabsAgents) -> None:
+    fake_agents.chunk_gap_ms = 20
+    agent = session(fake_agents)
+    await events_of(agent, "Keep this")
+    async with aclosing(agent.reply("Cut this short")) as reply:
+        async for event in reply:
+            if isinstance(event, AudioPart):
+                await agent.interrupt()
+    await agent.aclose()
+    async with httpx.AsyncClient() as http:
+        sdk = AsyncElevenLabs(api_key=fake_agents.api_key, base_url=fake_agents.url, httpx_client=http)
+        record = await sdk.conversational_ai.conversations.get(agent.conversation_id)
+        page = await sdk.conversational_ai.agents.list(page_size=2)
+        rest = await sdk.conversational_ai.agents.list(page_size=2, cursor=page.next_cursor)
+    assert record.conversation_id == agent.conversation_id and record.status == "done"
+    assert [(t.role, t.message) for t in record.transcript][:2] == [
+        ("user", "Keep this"),
+        ("agent", default_reply("Keep this", fake_agents.conversations[0])),
+    ]
+    last = record.transcript[-1]
+    assert last.interrupted and last.original_message == default_reply("Cut this short", fake_agents.conversations[0])
+    assert record.metadata.call_duration_secs >= 0 and record.metadata.cost is not None
+    assert page.has_more and not rest.has_more
+    assert [a.agent_id for a in page.agents + rest.agents] == [a.agent_id for a in AGENTS]
+
+
+# --- configuration, model and admin --------------------------------------------------------------
+
+
+def test_it_loads_the_backend_from_settings_with_the_conversations_part(settings) -> None:
+    agent = reply_session("elevenlabs_agent", agent_id=SUPPORT, language="de", dynamic_variables={"user_name": "Ann"})
+    assert isinstance(agent, ElevenLabsAgentSession)
+    assert agent.agent_id == SUPPORT and agent.dynamic_variables == {"user_name": "Ann"}
+    assert agent.sample_rate == int(settings.ELEVENLABS_OUTPUT_FORMAT[4:])
+    assert agent.idle_seconds == settings.ELEVENLABS_AGENT_IDLE_SECONDS
+    assert agent.overrides == {}  # the operator allowed none (ELEVENLABS_AGENT_OVERRIDES is empty)
+
+
+def test_it_refuses_an_unknown_reply_backend_or_bad_options() -> None:
+    with pytest.raises(ImproperlyConfigured, match="not configured"):
+        reply_session("bogus", agent_id=SUPPORT)
+    with pytest.raises(ImproperlyConfigured, match="bad OPTIONS"):
+        reply_session("elevenlabs_agent", agent_id=SUPPORT, colour="blue")
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"ELEVENLABS_AGENT_OVERRIDES": "agent.language,tts.stability"}, "ELEVENLABS_AGENT_OVERRIDES"),
+        ({"ELEVENLABS_AGENT_KEEPALIVE_SECONDS": "75"}, "ELEVENLABS_AGENT_KEEPALIVE_SECONDS"),
+    ],
+)
+def test_it_refuses_agent_settings_the_vendor_would_not_accept(env: dict[str, str], named: str) -> None:
+    done = python("-c", "import django; django.setup()", DEBUG="true", **env)
+    assert done.returncode != 0 and "ImproperlyConfigured" in done.stderr and named in done.stderr
+
+
+@pytest.mark.django_db
+def test_it_requires_the_vendor_agent_id_for_the_agent_backend() -> None:
+    agent = Agent(name="Vendor", backend=Agent.Backend.ELEVENLABS_AGENT)
+    with pytest.raises(ValidationError) as caught:
+        agent.full_clean()
+    assert "elevenlabs_agent_id" in caught.value.message_dict
+    agent.elevenlabs_agent_id = SUPPORT
+    agent.full_clean()
+
+
+@pytest.fixture
+def vendor_settings(settings, fake_agents_thread: FakeElevenLabsAgents) -> FakeElevenLabsAgents:
+    settings.ELEVENLABS_API_KEY = fake_agents_thread.api_key
+    settings.ELEVENLABS_BASE_URL = fake_agents_thread.url
+    elevenlabs_agents._choices_cache.clear()
+    return fake_agents_thread
+
+
+def test_it_offers_the_accounts_agents_on_the_agent_form(admin_client, vendor_settings) -> None:
+    page = admin_client.get("/admin/chat/agent/add/").content.decode()
+    assert 'list="elevenlabs-agents"' in page and f"Pick one of your {len(AGENTS)} ElevenLabs agents" in page
+    for vendor_agent in AGENTS:
+        assert f'<option value="{vendor_agent.agent_id}">{vendor_agent.name}</option>' in page
+    assert vendor_settings.signed_url_requests == []  # listing agents opens no call
+
+
+def test_it_says_why_it_cannot_offer_the_accounts_agents(admin_client, settings, vendor_settings) -> None:
+    settings.ELEVENLABS_API_KEY = ""
+    assert "Set ELEVENLABS_API_KEY to pick" in admin_client.get("/admin/chat/agent/add/").content.decode()
+    settings.ELEVENLABS_API_KEY = "sk-not-the-key"
+    page = admin_client.get("/admin/chat/agent/add/").content.decode()
+    assert "Could not list your ElevenLabs agents" in page and "sk-not-the-key" not in page
+
+
+def test_it_saves_an_agent_with_the_elevenlabs_backend(admin_client, vendor_settings) -> None:
+    form = {**AGENT_FORM, "name": "Vendor", "backend": "elevenlabs_agent", "elevenlabs_agent_id": SUPPORT}
+    response = admin_client.post("/admin/chat/agent/add/", form)
+    assert response.status_code == 302
+    saved = Agent.objects.get(name="Vendor")
+    assert (saved.backend, saved.elevenlabs_agent_id) == ("elevenlabs_agent", SUPPORT)
+
+
+def test_it_fetches_the_vendors_transcript_into_the_admin_for_comparison(
+    admin_client, vendor_settings, conversation
+) -> None:
+    async def talk() -> str:
+        agent = session(vendor_settings)
+        await events_of(agent, "Compare me")
+        await agent.aclose()
+        await aclose_shared_clients()
+        return agent.conversation_id
+
+    vendor_id = asyncio.run(talk())
+    conversation.elevenlabs_conversation_id = vendor_id
+    conversation.save()
+    Message.objects.create(
+        conversation=conversation,
+        role="assistant",
+        text="stored",
+        tts_backend="elevenlabs_agent",
+        tts_request_ids=[vendor_id],
+    )
+    response = admin_client.post(
+        "/admin/chat/conversation/",
+        {"action": "fetch_elevenlabs_record", "_selected_action": [str(conversation.id)]},
+        follow=True,
+    )
+    assert "Fetched 1 ElevenLabs call record(s)." in response.content.decode()
+    conversation.refresh_from_db()
+    record = conversation.elevenlabs_record[vendor_id]
+    assert [t["role"] for t in record["transcript"]] == ["user", "agent"]
+    assert record["metadata"]["call_duration_secs"] >= 0
+    page = admin_client.get(f"/admin/chat/conversation/{conversation.id}/change/").content.decode()
+    assert vendor_id in page and "Compare me" in page
+
+
+def test_it_reports_a_vendor_record_it_cannot_fetch(admin_client, vendor_settings, conversation) -> None:
+    conversation.elevenlabs_conversation_id = "conv_unknown"
+    conversation.save()
+    response = admin_client.post(
+        "/admin/chat/conversation/",
+        {"action": "fetch_elevenlabs_record", "_selected_action": [str(conversation.id)]},
+        follow=True,
+    )
+    assert "ElevenLabs has no record of conversation conv_unknown." in response.content.decode()

@@ -106,6 +106,7 @@ class _Connection:
     floor: int = 0  # highest `interruption` id seen: events at or below it belong to interrupted replies
     closed: _Closed | None = None
     closed_by_us: bool = False
+    replies: int = 0
     reader: asyncio.Task[None] | None = None
     billed_until: float = field(default_factory=time.monotonic)
 
@@ -136,6 +137,11 @@ class _Turn:
     grace_until: float = 0.0
     correction: str | None = None
     finished: bool = False
+    # The first reply on a call may race the vendor's greeting: its events wait until the vendor echoes
+    # our message (user_transcript) or interrupts the greeting, or `hold_until` passes (no echo comes).
+    holding: bool = False
+    held: list[dict[str, Any]] = field(default_factory=list)
+    hold_until: float = 0.0
 
 
 class ElevenLabsAgentSession(ReplySession):
@@ -222,6 +228,10 @@ class ElevenLabsAgentSession(ReplySession):
     @property
     def sample_rate(self) -> int:
         return self._sample_rate
+
+    @property
+    def _greeting_suppressed(self) -> bool:
+        return (self.overrides.get("agent") or {}).get("first_message") == ""
 
     @property
     def connected(self) -> bool:
@@ -449,6 +459,8 @@ class ElevenLabsAgentSession(ReplySession):
 
     async def _send_on(self, conn: _Connection, turn: _Turn) -> None:
         turn.floor, conn.inbox = conn.floor, turn.inbox
+        turn.holding = conn.replies == 0 and not self._greeting_suppressed
+        conn.replies += 1
         turn.sent_at = turn.last_event_at = time.monotonic()
         await conn.send({"type": "user_message", "text": turn.text})
 
@@ -460,6 +472,13 @@ class ElevenLabsAgentSession(ReplySession):
             try:
                 item = await asyncio.wait_for(turn.inbox.get(), wait)
             except TimeoutError:
+                if turn.holding:
+                    for event in self._release(turn):
+                        if turn.interrupted and not isinstance(event, Correction):
+                            break
+                        turn.yielded = True
+                        yield event
+                    continue
                 if turn.interrupted or turn.vendor_interrupted or turn.text_done_at is not None:
                     return  # the grace for a correction, or the settling time after the last audio, is over
                 raise self._timeout(turn, conn) from None
@@ -483,6 +502,8 @@ class ElevenLabsAgentSession(ReplySession):
     def _wait(self, turn: _Turn) -> float | None:
         """Seconds to wait for the vendor's next event, or None when the reply is over."""
         now = time.monotonic()
+        if turn.holding and turn.held:
+            return max(0.0, turn.hold_until - now)
         if turn.interrupted or turn.vendor_interrupted:
             return turn.grace_until - now if turn.correction is None and turn.grace_until > now else None
         if turn.text_done_at is None:
@@ -508,8 +529,13 @@ class ElevenLabsAgentSession(ReplySession):
         payload = message.get("text_response_part" if kind == "agent_chat_response_part" else f"{kind}_event")
         payload = payload if isinstance(payload, dict) else {}
         event_id = _int(payload.get("event_id"))
-        if kind in ("agent_chat_response_part", "agent_response", "audio") and event_id and event_id <= turn.floor:
-            return []
+        if kind in ("agent_chat_response_part", "agent_response", "audio"):
+            if event_id and event_id <= turn.floor:
+                return []
+            if turn.holding:
+                turn.hold_until = turn.hold_until or time.monotonic() + self.audio_settle_seconds
+                turn.held.append(message)
+                return []
         match kind:
             case "agent_chat_response_part":
                 return self._part(turn, payload)
@@ -522,7 +548,10 @@ class ElevenLabsAgentSession(ReplySession):
             case "agent_response_correction":
                 return self._correction(turn, str(payload.get("corrected_agent_response") or ""))
             case "user_transcript" if not turn.yielded:
-                turn.pending_audio.clear()  # the vendor took our message: what came before was not this reply's
+                # The vendor took our message: whatever came before it (a greeting) is not this reply's.
+                turn.pending_audio.clear()
+                turn.held.clear()
+                turn.holding = False
             case "error":
                 raise ProviderError("agent_unavailable", _vendor_error(payload))
         return []
@@ -606,6 +635,10 @@ class ElevenLabsAgentSession(ReplySession):
     def _interruption(self, turn: _Turn, event_id: int) -> list[ReplyEvent]:
         turn.floor = max(turn.floor, event_id)
         turn.pending_audio.clear()
+        if turn.holding:  # the vendor cut its greeting short for our message
+            turn.held.clear()
+            turn.holding = False
+            return []
         if turn.started and not turn.interrupted and not turn.vendor_interrupted:
             turn.vendor_interrupted = True  # the vendor cut this reply itself; wait briefly for its correction
             turn.grace_until = time.monotonic() + self.interrupt_grace_seconds
@@ -619,6 +652,12 @@ class ElevenLabsAgentSession(ReplySession):
         if turn.interrupted or turn.vendor_interrupted:
             turn.finished = True
         return [Correction(text)]
+
+    def _release(self, turn: _Turn) -> list[ReplyEvent]:
+        """No echo of our message came: what was held is this reply's after all."""
+        turn.holding = False
+        held, turn.held = turn.held, []
+        return [event for message in held for event in self._apply(turn, message)]
 
     def _first_text(self) -> None:
         if self.receipt.first_text_at is None:

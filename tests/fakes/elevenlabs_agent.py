@@ -67,6 +67,7 @@ class FakeAgent:
     allowed_overrides: frozenset[str] = frozenset({"agent.language", "agent.first_message"})
     required_variables: tuple[str, ...] = ()
     chat_parts: bool = True  # agent_chat_response_part is in the agent's client_events
+    first_message: str = ""  # spoken as soon as a conversation starts, unless overridden (with "" for none)
 
 
 AGENTS = (
@@ -90,6 +91,7 @@ class FakeReply:
     audio_bytes: int = 0
     interrupted: bool = False
     finished: bool = False
+    greeting: bool = False
 
 
 @dataclass
@@ -139,6 +141,7 @@ class FakeElevenLabsAgents(LoopbackServer):
         chunk_gap_ms: float = 0.0,
         first_response_ms: float = 0.0,
         slow_seconds: float = 30.0,
+        echo_user_transcript: bool = True,
         port: int = 0,
     ) -> None:
         super().__init__(port=port)
@@ -151,6 +154,7 @@ class FakeElevenLabsAgents(LoopbackServer):
         self.chunk_gap_ms = chunk_gap_ms
         self.first_response_ms = first_response_ms
         self.slow_seconds = slow_seconds
+        self.echo_user_transcript = echo_user_transcript
         self.compose: Callable[[str, FakeConversation], str] = default_reply
         self.signed_url_requests: list[dict[str, Any]] = []
         self.issued_signatures: list[str] = []
@@ -315,6 +319,8 @@ class _Session:
         self.conversation.init = init
         await self.send_metadata()
         self.tasks = [asyncio.create_task(self.pinger()), asyncio.create_task(self.idle_watch())]
+        if greeting := self.first_message(init):
+            self.start_reply("", greeting=greeting)
         try:
             async for message in self.ws:
                 if message.type == WSMsgType.TEXT:
@@ -379,10 +385,16 @@ class _Session:
                 self.last_input = time.monotonic()
                 self.conversation.contextual_updates.append(str(message.get("text", "")))
 
-    def start_reply(self, user_text: str) -> None:
-        reply = FakeReply(user_text=user_text, text=self.fake.compose(user_text, self.conversation))
+    def first_message(self, init: dict[str, Any]) -> str:
+        agent_override = (init.get("conversation_config_override") or {}).get("agent") or {}
+        return str(agent_override.get("first_message", self.conversation.agent.first_message))
+
+    def start_reply(self, user_text: str, *, greeting: str = "") -> None:
+        text = greeting or self.fake.compose(user_text, self.conversation)
+        reply = FakeReply(user_text=user_text, text=text, greeting=bool(greeting))
         self.conversation.replies.append(reply)
-        self.conversation.transcript.append(self.turn("user", user_text))
+        if not greeting:
+            self.conversation.transcript.append(self.turn("user", user_text))
         self.reply = reply
         self.reply_task = asyncio.create_task(self.speak(reply))
 
@@ -403,12 +415,16 @@ class _Session:
 
     # --- the agent's reply -------------------------------------------------------------------
     async def speak(self, reply: FakeReply) -> None:
-        fault = self.fake._next_fault(REPLY_FAULTS)
-        await self.send("user_transcript", {"user_transcript": reply.user_text}, key="user_transcription_event")
+        """A reply: its text as parts (when the agent streams them), agent_response, and audio per sentence.
+
+        The vendor's first message is spoken the same way, without parts and without a user transcript."""
+        fault = "" if reply.greeting else self.fake._next_fault(REPLY_FAULTS)
+        if not reply.greeting and self.fake.echo_user_transcript:
+            await self.send("user_transcript", {"user_transcript": reply.user_text}, key="user_transcription_event")
         await asyncio.sleep(self.fake.first_response_ms / 1000)
         if fault == "slow_first_response":
             await asyncio.sleep(self.fake.slow_seconds)
-        parts = self.conversation.agent.chat_parts
+        parts = self.conversation.agent.chat_parts and not reply.greeting
         if parts:
             await self.part("start")
         sentences = _sentences(reply.text)
