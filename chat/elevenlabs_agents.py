@@ -17,7 +17,7 @@ from elevenlabs.core import ApiError
 
 from chat.models import Agent, Conversation
 from chat.providers.base import ProviderError
-from chat.providers.elevenlabs_agent import translate_signed_url_error
+from chat.providers.elevenlabs_agent import signed_url_error
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ def _client(api_key: str, base_url: str, timeout: float) -> ElevenLabs:
 
 def _vendor_error(exc: Exception, what: str) -> ProviderError:
     if isinstance(exc, ApiError):
-        error = translate_signed_url_error(exc, what)
+        error = signed_url_error(exc, what)
         if error.code == "agent_not_found":  # the 404 is about the conversation here, not an agent
             return ProviderError("agent_not_found", f"ElevenLabs has no record of {what}.", status=404)
         return error

@@ -33,16 +33,35 @@ import re
 import secrets
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import WSMsgType, web
 
 from tests.fakes.elevenlabs import API_KEY
+from tests.fakes.elevenlabs_agent_contract import (
+    AGENTS,
+    FakeAgent,
+    FakeConversation,
+    FakeReply,
+    agent_json,
+    conversation_json,
+    default_reply,
+    override_paths,
+    sentences,
+)
 from tests.fakes.elevenlabs_contract import pcm_for
 from tests.fakes.loopback import LoopbackServer
 
-__all__ = ["AGENTS", "API_KEY", "FAULTS", "FakeAgent", "FakeConversation", "FakeElevenLabsAgents", "FakeReply"]
+__all__ = [
+    "AGENTS",
+    "API_KEY",
+    "FAULTS",
+    "FakeAgent",
+    "FakeConversation",
+    "FakeElevenLabsAgents",
+    "FakeReply",
+    "default_reply",
+]
 
 URL_FAULTS = ("invalid_api_key", "quota_exceeded", "concurrency_limit", "server_error")
 HANDSHAKE_FAULTS = ("handshake_forbidden",)  # the socket's signature refused: HTTP 403 before the upgrade
@@ -54,78 +73,6 @@ REPLY_FAULTS = (
 )
 FAULTS = URL_FAULTS + HANDSHAKE_FAULTS + REPLY_FAULTS
 SIGNATURE_SECONDS = 15 * 60
-CREDITS_PER_MINUTE = 1000
-
-
-@dataclass(frozen=True)
-class FakeAgent:
-    agent_id: str
-    name: str
-    voice_id: str = "JBFqnCBsd6RMkjVDRZzb"
-    output_format: str = "pcm_16000"
-    # What the agent's Security tab allows clients to override, as dotted paths into the override object.
-    allowed_overrides: frozenset[str] = frozenset({"agent.language", "agent.first_message"})
-    required_variables: tuple[str, ...] = ()
-    chat_parts: bool = True  # agent_chat_response_part is in the agent's client_events
-    first_message: str = ""  # spoken as soon as a conversation starts, unless overridden (with "" for none)
-
-
-AGENTS = (
-    FakeAgent("agent_support", "Support"),
-    FakeAgent(
-        "agent_concierge",
-        "Concierge",
-        output_format="pcm_24000",
-        allowed_overrides=frozenset({"agent.language", "agent.first_message", "agent.prompt.prompt", "tts.voice_id"}),
-        required_variables=("user_name",),
-    ),
-    FakeAgent("agent_plain", "Plain", chat_parts=False, output_format="pcm_22050"),
-)
-
-
-@dataclass
-class FakeReply:
-    user_text: str
-    text: str
-    spoken: str = ""  # speech text whose audio was sent
-    audio_bytes: int = 0
-    interrupted: bool = False
-    finished: bool = False
-    greeting: bool = False
-
-
-@dataclass
-class FakeConversation:
-    """One vendor conversation as the fake saw it."""
-
-    conversation_id: str
-    agent: FakeAgent
-    started_at: float = field(default_factory=time.time)
-    init: dict[str, Any] = field(default_factory=dict)
-    received: list[dict[str, Any]] = field(default_factory=list)  # every client message, in order
-    sent_types: list[str] = field(default_factory=list)
-    pings: list[int] = field(default_factory=list)
-    pongs: list[int] = field(default_factory=list)
-    contextual_updates: list[str] = field(default_factory=list)
-    replies: list[FakeReply] = field(default_factory=list)
-    transcript: list[dict[str, Any]] = field(default_factory=list)
-    text_only: bool = False
-    ended_at: float | None = None
-    close_code: int | None = None
-    termination_reason: str = ""
-    stalled: bool = False
-
-    def call_seconds(self) -> float:
-        return (self.ended_at or time.time()) - self.started_at
-
-    def received_types(self) -> list[str]:
-        return [str(m.get("type")) for m in self.received]
-
-
-def default_reply(user_text: str, conversation: FakeConversation) -> str:
-    """Two sentences, so a reply has text deltas and audio interleaved."""
-    said = user_text.strip().rstrip(".!?") or "nothing"
-    return f"You said {said}. That is all I have to say about it."
 
 
 class FakeElevenLabsAgents(LoopbackServer):
@@ -334,7 +281,7 @@ class _Session:
         if init.get("type") != "conversation_initiation_client_data":
             return "invalid_message: conversation_initiation_client_data must come first"
         overrides = init.get("conversation_config_override") or {}
-        refused = sorted(set(_paths(overrides)) - self.conversation.agent.allowed_overrides)
+        refused = sorted(set(override_paths(overrides)) - self.conversation.agent.allowed_overrides)
         if refused:
             return f"override_error: Override for field '{refused[0]}' is not allowed by config."
         variables = init.get("dynamic_variables") or {}
@@ -408,7 +355,11 @@ class _Session:
             await task
         reply.interrupted = True
         kept = reply.spoken.strip()
-        self.conversation.transcript.append(self.turn("agent", kept, interrupted=True, original=reply.text))
+        entry = self.turn("agent", kept, interrupted=True, original=reply.text)
+        if reply.entry is not None:  # its text was complete: the transcript keeps what was heard instead
+            reply.entry.update(entry, time_in_call_secs=reply.entry["time_in_call_secs"])
+        else:
+            self.conversation.transcript.append(entry)
         await self.send("interruption", {})
         correction = {"original_agent_response": reply.text, "corrected_agent_response": kept}
         await self.send("agent_response_correction", correction)
@@ -427,21 +378,20 @@ class _Session:
         parts = self.conversation.agent.chat_parts and not reply.greeting
         if parts:
             await self.part("start")
-        sentences = _sentences(reply.text)
-        for index, sentence in enumerate(sentences):
+        pieces = sentences(reply.text)
+        for index, sentence in enumerate(pieces):
             if parts:
                 for piece in re.findall(r"\S+\s*", sentence):
-                    await self.send(
-                        "agent_chat_response_part", {"text": piece, "type": "delta"}, key="text_response_part"
-                    )
-            if index == len(sentences) - 1:
+                    await self.part("delta", piece)
+            if index == len(pieces) - 1:
                 if parts:
                     await self.part("stop")
                 await self.send("agent_response", {"agent_response": reply.text})
+                reply.entry = self.turn("agent", reply.text)
+                self.conversation.transcript.append(reply.entry)
             if not self.conversation.text_only and not await self.speak_sentence(reply, sentence, fault):
                 return
         reply.finished = True
-        self.conversation.transcript.append(self.turn("agent", reply.text))
         self.last_input = time.monotonic()  # the vendor's idle clock runs from the end of the agent's turn
 
     async def part(self, kind: str, text: str = "") -> None:
@@ -504,21 +454,6 @@ class _Session:
             await asyncio.sleep(max(0.01, min(left, 0.05)))
 
 
-def _sentences(text: str) -> list[str]:
-    """Sentences with their trailing whitespace, so joined they give the text back exactly."""
-    return [m.group(0) for m in re.finditer(r"[^.!?]*(?:[.!?]+\s*|$)", text) if m.group(0)]
-
-
-def _paths(override: dict[str, Any], prefix: str = "") -> list[str]:
-    paths = []
-    for key, value in override.items():
-        if isinstance(value, dict):
-            paths.extend(_paths(value, f"{prefix}{key}."))
-        elif value is not None:
-            paths.append(f"{prefix}{key}")
-    return paths
-
-
 def _group(kind: str) -> tuple[str, ...]:
     for group in (URL_FAULTS, HANDSHAKE_FAULTS, REPLY_FAULTS):
         if kind in group:
@@ -528,57 +463,3 @@ def _group(kind: str) -> tuple[str, ...]:
 
 def _detail(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"detail": {"status": code, "message": message}}, status=status)
-
-
-def agent_json(agent: FakeAgent) -> dict[str, Any]:
-    """An AgentSummaryResponseModel."""
-    return {
-        "agent_id": agent.agent_id,
-        "name": agent.name,
-        "voice_id": agent.voice_id,
-        "tags": [],
-        "created_at_unix_secs": 1_760_000_000,
-        "updated_at_unix_secs": 1_760_000_000,
-        "access_info": {
-            "is_creator": True,
-            "creator_name": "Operator",
-            "creator_email": "ops@example.com",
-            "role": "admin",
-        },
-        "last_call_time_unix_secs": None,
-        "archived": False,
-    }
-
-
-def conversation_json(conversation: FakeConversation) -> dict[str, Any]:
-    """A GetConversationResponseModel."""
-    seconds = int(conversation.call_seconds())
-    cost = round(conversation.call_seconds() * CREDITS_PER_MINUTE / 60)
-    user_turns = sum(1 for t in conversation.transcript if t["role"] == "user")
-    return {
-        "agent_id": conversation.agent.agent_id,
-        "agent_name": conversation.agent.name,
-        "conversation_id": conversation.conversation_id,
-        "status": "done" if conversation.ended_at else "in-progress",
-        "user_id": conversation.init.get("user_id"),
-        "has_audio": not conversation.text_only,
-        "has_user_audio": False,
-        "has_response_audio": not conversation.text_only,
-        "has_auxiliary_audio": False,
-        "user_message_count": user_turns,
-        "agent_message_count": len(conversation.transcript) - user_turns,
-        "transcript": conversation.transcript,
-        "metadata": {
-            "start_time_unix_secs": int(conversation.started_at),
-            "call_duration_secs": seconds,
-            "cost": cost,
-            "charging": {"call_charge": cost, "llm_charge": 0},
-            "termination_reason": conversation.termination_reason or None,
-            "text_only": conversation.text_only,
-            "main_language": "en",
-        },
-        "conversation_initiation_client_data": {
-            "conversation_config_override": conversation.init.get("conversation_config_override"),
-            "dynamic_variables": conversation.init.get("dynamic_variables"),
-        },
-    }
