@@ -212,7 +212,13 @@ class ElevenLabsAgentSession(ReplySession):
             raise
         if self.history:
             await conn.send({"type": "contextual_update", "text": wire.history_text(self.history, self.history_chars)})
-        logger.info("ElevenLabs agent %s: call %s opened", self.agent_id, conn.conversation_id)
+        logger.info(
+            "ElevenLabs agent %s: call %s opened (audio %s, played as pcm_%d)",
+            self.agent_id,
+            conn.conversation_id,
+            conn.audio_format,
+            self._sample_rate,
+        )
         return conn
 
     async def _signed_url(self) -> str:
