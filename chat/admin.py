@@ -13,12 +13,12 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
 
-from chat import audio as audio_store
 from chat.elevenlabs_agents import conversation_vendor_fetch, vendor_record_html
 from chat.forms import AgentAdminForm
 from chat.models import Agent, Conversation, Message
 from chat.providers.base import ProviderError
 from chat.services import conversation_delete_many, message_delete_many
+from chat.turns import audio as audio_store
 
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
 TIMINGS = {

@@ -160,9 +160,22 @@ class Message(models.Model):
     client_first_audible_ms = models.PositiveIntegerField(null=True, blank=True)
     client_underruns = models.PositiveIntegerField(null=True, blank=True)
 
+    # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
+    words = models.JSONField(default=list, blank=True)
+    heard_text = models.TextField(
+        blank=True, help_text="What the listener heard of an interrupted reply (from relayed audio and playback)."
+    )
+    # Written while a reply streams; a `streaming` row whose heartbeat stopped belongs to a dead process.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_created")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_created"),
+            models.Index(
+                fields=["heartbeat_at"], name="message_streaming_heartbeat", condition=models.Q(status="streaming")
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.role}: {self.text[:60]}"

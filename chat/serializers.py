@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from chat import audio as audio_store
 from chat.models import Agent, Conversation, Message
 from chat.services import TITLE_MAX_CHARS
+from chat.turns import audio as audio_store
 
 
 class AgentSerializer(serializers.ModelSerializer):

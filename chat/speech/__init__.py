@@ -9,10 +9,25 @@ from __future__ import annotations
 
 from chat.speech.chunker import SpeechChunker
 
-__all__ = ["SpeechChunker", "speakable_text"]
+__all__ = ["SpeechChunker", "WholeReplyChunker", "speakable_text"]
 
 
 def speakable_text(text: str) -> str:
     """Whole-text convenience: the speech of a complete reply (its chunks joined with spaces)."""
     chunker = SpeechChunker()
     return " ".join(chunker.feed(text) + chunker.flush())
+
+
+class WholeReplyChunker:
+    """The peers' baseline: hold everything back and speak the whole reply in one request at the end."""
+
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def feed(self, delta: str) -> list[str]:
+        self.parts.append(delta)
+        return []
+
+    def flush(self) -> list[str]:
+        text = speakable_text("".join(self.parts))
+        return [text] if text else []

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0002_default_agent'),
+        ('chat', '0003_lead'),
     ]
 
     operations = [
