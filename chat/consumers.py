@@ -40,9 +40,10 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
+from chat.providers import ReplySession
 from chat.services import agent_get, conversation_get
 from chat.turns import Turn, TurnSpec
-from chat.turns.backends import output_format, reply_providers
+from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.store import playback_report_save, sweeper_ensure
 from chat.turns.turn import HEARTBEAT_SECONDS
 
@@ -79,6 +80,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.reply_session: ReplySession | None = None  # an agent that writes and speaks by itself
         if not await self._authorize():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
@@ -136,6 +138,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        session, self.reply_session = getattr(self, "reply_session", None), None
+        if session is not None:
+            await session.aclose()
 
     # --- client → server ---------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -195,7 +200,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         started_at = time.monotonic()
         try:
             clean = message_check(text)
-            providers = reply_providers(agent=self.agent, speak=self.speak)
+            session = await self._reply_session()
+            providers = None if session is not None else reply_providers(agent=self.agent, speak=self.speak)
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
@@ -210,8 +216,25 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             context=tuple(self.context),
         )
         self.context = []
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
+        if providers is None:
+            turn = Turn(spec, output=self, session=session)
+        else:
+            turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
         self.turn_task = asyncio.create_task(self._run_turn(turn), name=f"turn-{self.conversation.id}")
+
+    async def _reply_session(self) -> ReplySession | None:
+        """The socket's session with the agent's own backend, made on its first message; None for LLM + TTS."""
+        if self.reply_session is None and self.agent.backend != Agent.Backend.LLM_TTS:
+            user = self.scope["user"]
+            history = await database_sync_to_async(conversation_history)(self.conversation)
+            self.reply_session = agent_session(
+                agent=self.agent,
+                user_name=user.get_username(),
+                user_id=str(user.pk),
+                history=history,
+                sample_rate=int(self.output_format.removeprefix("pcm_")),
+            )
+        return self.reply_session
 
     async def _run_turn(self, turn: Turn) -> None:
         try:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import copy
+import json
 import logging
 import time
+import wave
 from contextlib import aclosing
 from typing import Any
 
@@ -14,7 +17,7 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from elevenlabs import AsyncElevenLabs
 
 from chat import elevenlabs_agents
-from chat.models import Agent, Message
+from chat.models import Agent, Conversation, Message
 from chat.providers import reply_session
 from chat.providers.base import AudioPart, ChatMessage, Correction, ProviderError, ReplyEvent, TextDelta
 from chat.providers.elevenlabs import aclose_shared_clients
@@ -24,6 +27,7 @@ from tests.fakes.elevenlabs_agent import AGENTS, FakeAgent, FakeElevenLabsAgents
 from tests.fakes.elevenlabs_contract import pcm_for
 from tests.test_admin import AGENT_FORM
 from tests.test_settings import python
+from tests.wsclient import connect, receive_until, send
 
 SUPPORT = "agent_support"  # pcm_16000, text parts, allows agent.language and agent.first_message
 CONCIERGE = "agent_concierge"  # pcm_24000, needs the user_name dynamic variable
@@ -658,3 +662,146 @@ def test_it_reports_a_vendor_record_it_cannot_fetch(admin_client, vendor_setting
         follow=True,
     )
     assert "ElevenLabs has no record of conversation conv_unknown." in response.content.decode()
+
+
+# --- through the real consumer -------------------------------------------------------------------
+
+
+@pytest.fixture
+def agent_backend(settings, tmp_path, fake_agents: FakeElevenLabsAgents, agent: Agent) -> FakeElevenLabsAgents:
+    """The default agent answers through the fake ElevenLabs agent `agent_support` (pcm_16000)."""
+    settings.MEDIA_ROOT = tmp_path / "media"
+    providers = copy.deepcopy(settings.REPLY_PROVIDERS)
+    providers["elevenlabs_agent"]["OPTIONS"].update(
+        api_key=fake_agents.api_key,
+        base_url=fake_agents.url,
+        allowed_overrides=["agent.language", "agent.first_message"],
+        connect_timeout=2.0,
+        response_timeout=2.0,
+        stall_seconds=1.0,
+        audio_settle_seconds=0.3,
+        interrupt_grace_seconds=0.3,
+        max_retries=0,
+    )
+    settings.REPLY_PROVIDERS = providers
+    agent.backend, agent.elevenlabs_agent_id = Agent.Backend.ELEVENLABS_AGENT, SUPPORT
+    agent.save()
+    return fake_agents
+
+
+async def open_socket(user: Any, conversation: Conversation) -> Any:
+    communicator, connected = await connect(user, query=f"conversation_id={conversation.id}")
+    assert connected
+    meta = await communicator.receive_json_from()
+    communicator.rate = int(meta["conversation_initiation_metadata_event"]["agent_output_audio_format"][4:])
+    return communicator
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_answers_a_turn_with_the_elevenlabs_agent_through_the_consumer(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
+) -> None:
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "user_message", "text": "Hello agent"})
+    log = await receive_until(communicator)
+    await communicator.disconnect()
+    (call,) = agent_backend.conversations
+    expected = default_reply("Hello agent", call)
+    assert (
+        log.types[:2] == ["user_transcript", "agent_chat_response_part"] and log.types[-1] == "agent_response_complete"
+    )
+    assert log.text == expected and log.of("agent_response")[0]["agent_response"] == expected
+    # The vendor's 16 kHz, converted to the rate our socket announced (that of its TTS backend).
+    rate = communicator.rate
+    assert rate != 16000
+    assert abs(len(log.audio) // 2 - len(sentences_pcm(expected, 16000)) // 2 * rate / 16000) <= 4
+    aligned = [p for p in log.of("audio") if p.get("alignment")]
+    assert "".join("".join(p["alignment"]["chars"]) for p in aligned) == expected
+    # What the vendor was told: text input, no greeting, the user's name.
+    init = call.received[0]
+    assert init["conversation_config_override"] == {"agent": {"language": "en", "first_message": ""}}
+    assert init["dynamic_variables"] == {"user_name": "alice"} and init["user_id"] == str(user.pk)
+    # What was stored and billed.
+    reply = await Message.objects.aget(pk=log.of("agent_response_complete")[0]["message_id"])
+    assert (reply.status, reply.audio_status, reply.text) == ("complete", "complete", expected)
+    assert reply.tts_backend == "elevenlabs_agent" and reply.tts_request_ids == [call.conversation_id]
+    assert reply.tts_characters == len(expected) and reply.call_seconds is not None and reply.call_seconds > 0
+    assert reply.audio_format == f"pcm_{rate}"
+    with reply.audio.open("rb") as stored, wave.open(stored) as wav:
+        assert wav.getframerate() == rate and wav.readframes(wav.getnframes()) == log.audio
+    await conversation.arefresh_from_db()
+    assert conversation.elevenlabs_conversation_id == call.conversation_id
+    assert await until(lambda: call.ended_at is not None)  # our socket closed: so did the vendor call
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_keeps_one_vendor_call_across_the_turns_of_a_socket(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
+) -> None:
+    await Message.objects.acreate(conversation=conversation, role="user", text="Earlier question", status="complete")
+    communicator = await open_socket(user, conversation)
+    for text in ("One", "Two"):
+        await send(communicator, {"type": "user_message", "text": text})
+        log = await receive_until(communicator)
+        assert log.text == default_reply(text, agent_backend.conversations[0])
+    await communicator.disconnect()
+    (call,) = agent_backend.conversations
+    assert call.received_types().count("user_message") == 2
+    (context,) = call.contextual_updates  # what this conversation held before the socket opened
+    assert "User: Earlier question" in context
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_interrupts_an_agent_reply_with_no_audio_after_the_interruption(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
+) -> None:
+    agent_backend.chunk_gap_ms = 60
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "user_message", "text": "Talk at length"})
+    await receive_until(communicator, last_type="audio")
+    await send(communicator, {"type": "interrupt"})
+    log = await receive_until(communicator)
+    await asyncio.sleep(0.3)  # anything late would arrive now
+    assert await communicator.receive_nothing(timeout=0.1)
+    await communicator.disconnect()
+    assert "audio" not in log.types[log.types.index("interruption") :]
+    complete = log.of("agent_response_complete")[0]
+    assert complete["status"] == "interrupted"
+    (call,) = agent_backend.conversations
+    assert "user_activity" in call.received_types()  # the vendor was told
+    (vendor_reply,) = call.replies
+    assert vendor_reply.interrupted and vendor_reply.spoken != vendor_reply.text
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_fails_an_agent_turn_cleanly_and_keeps_the_socket_usable(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
+) -> None:
+    agent_backend.fail_next("close_1011")
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "user_message", "text": "Break"})
+    failed = await receive_until(communicator)
+    await send(communicator, {"type": "user_message", "text": "Mend"})
+    mended = await receive_until(communicator)
+    await communicator.disconnect()
+    (error,) = failed.of("error")
+    assert error["code"] == "agent_unavailable" and "internal error" in error["message"]
+    assert agent_backend.api_key not in json.dumps(failed.frames)
+    assert failed.of("agent_response_complete")[0]["status"] == "failed" and failed.text  # what arrived is kept
+    reply = await Message.objects.aget(pk=failed.of("agent_response_complete")[0]["message_id"])
+    assert reply.error_code == "agent_unavailable" and reply.text == failed.text
+    assert await Message.objects.filter(conversation=conversation, role="user", text="Break").aexists()
+    assert mended.text == default_reply("Mend", agent_backend.conversations[1])
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_refuses_a_turn_when_the_agent_backend_is_misconfigured(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents, settings
+) -> None:
+    settings.REPLY_PROVIDERS = {}
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "user_message", "text": "Hello"})
+    frame = await communicator.receive_json_from()
+    await communicator.disconnect()
+    assert frame["type"] == "error" and frame["error_event"]["code"] == "agent_unavailable"
+    assert agent_backend.signed_url_requests == []

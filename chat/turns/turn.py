@@ -113,7 +113,7 @@ class Turn:
     @staticmethod
     def _backend_name(tts: TTSProvider | None, session: ReplySession | None) -> str:
         if session is not None:
-            return type(session).__name__
+            return session.name or type(session).__name__
         return tts.name if tts else ""
 
     @property
@@ -395,6 +395,11 @@ class Turn:
             self.record.tts_characters += receipt.characters
             if receipt.request_id:
                 self.record.tts_request_ids.append(receipt.request_id)
+        if self.session is not None:
+            usage = self.session.usage()
+            self.record.tts_characters += usage.characters
+            self.record.tts_request_ids.extend(usage.vendor_ids)
+            self.record.call_seconds = usage.call_seconds
         await turn_finish(message=self.message, text=self.text, status=status, record=self.record, audio=self.audio)
 
     async def _emit_complete(self) -> None:

@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus
 from websockets.typing import Subprotocol
 
-from chat.providers.base import ChatMessage, Correction, ProviderError, ReplyEvent, ReplySession
+from chat.providers.base import ChatMessage, Correction, ProviderError, ReplyEvent, ReplySession, ReplyUsage
 from chat.providers.elevenlabs import _shared_client
 from chat.providers.elevenlabs_agent import errors, wire
 from chat.providers.elevenlabs_agent.reply import AgentTraits, Reply, ReplyReceipt, ReplyTiming
@@ -184,6 +184,11 @@ class ElevenLabsAgentSession(ReplySession):
             return
         reply.interrupt()
         await self._signal_interruption(reply)
+
+    def usage(self) -> ReplyUsage:
+        receipt = self.receipt
+        ids = (receipt.conversation_id,) if receipt.conversation_id else ()
+        return ReplyUsage(characters=receipt.characters, call_seconds=receipt.call_seconds, vendor_ids=ids)
 
     async def aclose(self) -> None:
         """Hang up; a later reply calls again."""

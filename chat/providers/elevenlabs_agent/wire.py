@@ -89,7 +89,8 @@ def initiation(override: dict[str, Any], dynamic_variables: dict[str, Any], user
 
 def history_text(history: Sequence[ChatMessage], limit: int) -> str:
     """The most recent turns that fit in `limit` characters, as a contextual update for a new call."""
-    lines = [f"{'User' if m.role == 'user' else 'Agent'}: {m.content}" for m in history if m.content]
+    speakers = {"user": "User", "assistant": "Agent"}  # a system prompt is the vendor agent's business
+    lines = [f"{speakers[m.role]}: {m.content}" for m in history if m.content and m.role in speakers]
     kept: list[str] = []
     size = 0
     for line in reversed(lines):
