@@ -6,9 +6,12 @@ import asyncio
 import copy
 import json
 import logging
+import subprocess
+import sys
 import time
 import wave
 from contextlib import aclosing
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -805,3 +808,81 @@ async def test_it_refuses_a_turn_when_the_agent_backend_is_misconfigured(
     await communicator.disconnect()
     assert frame["type"] == "error" and frame["error_event"]["code"] == "agent_unavailable"
     assert agent_backend.signed_url_requests == []
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_relays_no_agent_audio_when_the_listener_turned_speech_off(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
+) -> None:
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "conversation_initiation_client_data", "voicechat": {"speak": False}})
+    await send(communicator, {"type": "user_message", "text": "Quietly"})
+    log = await receive_until(communicator)
+    await communicator.disconnect()
+    assert log.text == default_reply("Quietly", agent_backend.conversations[0])
+    assert "audio" not in log.types
+    reply = await Message.objects.aget(pk=log.of("agent_response_complete")[0]["message_id"])
+    assert reply.audio_status == "none" and not reply.audio
+
+
+# --- vendor quirks -------------------------------------------------------------------------------
+
+
+async def test_it_yields_the_vendors_final_text_when_it_differs_from_the_parts(
+    fake_agents: FakeElevenLabsAgents,
+) -> None:
+    fake_agents.final_text = lambda text: text.replace("all I have", "everything I have")
+    agent = session(fake_agents, audio_settle_seconds=0.2)
+    events = await events_of(agent, "Tidy")
+    await agent.aclose()
+    corrections = [e for e in events if isinstance(e, Correction)]
+    assert [c.text for c in corrections] == [
+        fake_agents.final_text(default_reply("Tidy", fake_agents.conversations[0]))
+    ]
+    assert agent.history[-1].content == corrections[0].text and agent.receipt.corrected
+
+
+async def test_it_ignores_mere_spacing_differences_in_the_final_text(fake_agents: FakeElevenLabsAgents) -> None:
+    fake_agents.final_text = lambda text: "  " + text.replace(" ", "  ") + "\n"
+    agent = session(fake_agents)
+    events = await events_of(agent, "Space")
+    await agent.aclose()
+    assert not any(isinstance(e, Correction) for e in events)
+
+
+async def test_it_declines_client_tool_calls_so_the_agent_does_not_wait(fake_agents: FakeElevenLabsAgents) -> None:
+    call = {"tool_name": "open_door", "tool_call_id": "tool_7", "parameters": {}, "event_id": 0}
+    fake_agents.inject = [{"type": "client_tool_call", "client_tool_call": call}]
+    agent = session(fake_agents)
+    events = await events_of(agent, "Use a tool")
+    await agent.aclose()
+    results = [m for m in fake_agents.conversations[0].received if m.get("type") == "client_tool_result"]
+    assert [(r["tool_call_id"], r["is_error"]) for r in results] == [("tool_7", True)]
+    assert text_of(events) == default_reply("Use a tool", fake_agents.conversations[0])
+
+
+async def test_it_ends_a_reply_with_the_vendors_error_event(fake_agents: FakeElevenLabsAgents) -> None:
+    fake_agents.inject = [{"type": "error", "error_event": {"code": 1008, "message": "Guardrail triggered"}}]
+    agent = session(fake_agents)
+    error = await failure(agent, "Trip it")
+    assert error.code == "agent_unavailable" and "Guardrail triggered" in error.message
+    assert await until(lambda: fake_agents.conversations[0].ended_at is not None)  # that call is over
+    assert text_of(await events_of(agent, "Again"))  # on a new one
+    await agent.aclose()
+
+
+def test_it_runs_the_fake_platform_as_a_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.elevenlabs_agent", "--port", "0"],
+        cwd=Path(__file__).resolve().parent.parent,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        url = process.stdout.readline().strip()
+        listed = httpx.get(f"{url}/v1/convai/agents", headers={"xi-api-key": "test-elevenlabs-key"}, timeout=5)
+        assert [a["agent_id"] for a in listed.json()["agents"]] == [a.agent_id for a in AGENTS]
+    finally:
+        process.terminate()
+        process.wait(10)

@@ -295,6 +295,8 @@ class Turn:
             raise
 
     async def _session_audio(self, pcm: bytes, alignment: Alignment | None, spoken: str) -> None:
+        if not self.spec.speak:
+            return  # the listener turned speech off; the vendor agent speaks regardless
         chunk = _PlainChunk(spoken)
         offset = self.audio.size
         if alignment is not None:

@@ -16,7 +16,9 @@ URL, conversation detail, agent list) and for our own `websockets` client (the c
   `idle_limit` seconds closes with 1002 `transport_receive_timeout`.
 * `GET /v1/convai/conversations/{id}` (transcript and metadata) and `GET /v1/convai/agents`.
 
-Run it like the TTS fake: `async with FakeElevenLabsAgents() as fake:` or `FakeElevenLabsAgents.start_in_thread()`.
+Run it like the TTS fake: `async with FakeElevenLabsAgents() as fake:`, `FakeElevenLabsAgents.start_in_thread()`,
+or as a process: `python -m tests.fakes.elevenlabs_agent --port 0 --first-response-ms 300 --chunk-gap-ms 50`
+(prints its URL on the first stdout line).
 Faults: `fake.fail_next(kind, times)` / `fake.fail_always(kind)`, or `POST /_fake/faults {"kind", "times",
 "always"}`; signed-URL faults hit the next signed-URL request, handshake faults the next socket, reply
 faults the next reply. Records: `signed_url_requests`, `conversations` (what each client sent and was sent).
@@ -24,6 +26,7 @@ faults the next reply. Records: `signed_url_requests`, `conversations` (what eac
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import contextlib
@@ -103,6 +106,10 @@ class FakeElevenLabsAgents(LoopbackServer):
         self.slow_seconds = slow_seconds
         self.echo_user_transcript = echo_user_transcript
         self.compose: Callable[[str, FakeConversation], str] = default_reply
+        # Test hooks: the final agent_response text (the vendor may tidy what it streamed), and raw
+        # events (client_tool_call, error, …) sent once, numbered, before the next reply's text.
+        self.final_text: Callable[[str], str] = lambda text: text
+        self.inject: list[dict[str, Any]] = []
         self.signed_url_requests: list[dict[str, Any]] = []
         self.issued_signatures: list[str] = []
         self.conversations: list[FakeConversation] = []
@@ -111,6 +118,7 @@ class FakeElevenLabsAgents(LoopbackServer):
         self._faults: dict[tuple[str, ...], list[str]] = {URL_FAULTS: [], HANDSHAKE_FAULTS: [], REPLY_FAULTS: []}
         self._always: set[str] = set()
         self._ids = itertools.count(1)
+        self._sockets: set[web.WebSocketResponse] = set()
 
     # --- control -----------------------------------------------------------------------------
     def fail_next(self, kind: str, times: int = 1) -> None:
@@ -142,7 +150,13 @@ class FakeElevenLabsAgents(LoopbackServer):
         app.router.add_get("/v1/convai/agents", self.agent_list)
         app.router.add_post("/_fake/faults", self.control_faults)
         app.router.add_get("/_fake/state", self.control_state)
+        app.on_shutdown.append(self._close_sockets)
         return app
+
+    async def _close_sockets(self, app: web.Application) -> None:
+        """Hang up on clients still connected, as the vendor going away would (else shutdown waits)."""
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"server shutting down")
 
     # --- REST --------------------------------------------------------------------------------
     async def signed_url(self, request: web.Request) -> web.Response:
@@ -200,6 +214,7 @@ class FakeElevenLabsAgents(LoopbackServer):
             return web.json_response({"detail": {"status": "invalid_signature"}}, status=403)
         ws = web.WebSocketResponse(protocols=("convai",), autoping=True)
         await ws.prepare(request)
+        self._sockets.add(ws)
         conversation = FakeConversation(conversation_id=f"conv_{next(self._ids):04d}", agent=agent)
         self.conversations.append(conversation)
         self.open_sockets += 1
@@ -207,6 +222,7 @@ class FakeElevenLabsAgents(LoopbackServer):
             await _Session(self, ws, conversation).run()
         finally:
             self.open_sockets -= 1
+            self._sockets.discard(ws)
             conversation.ended_at = conversation.ended_at or time.time()
             conversation.close_code = conversation.close_code or ws.close_code
         return ws
@@ -376,6 +392,11 @@ class _Session:
         if fault == "slow_first_response":
             await asyncio.sleep(self.fake.slow_seconds)
         parts = self.conversation.agent.chat_parts and not reply.greeting
+        for event in [] if reply.greeting else self.fake.inject:
+            kind = str(event["type"])
+            key = next(k for k in event if k != "type")
+            await self.send(kind, event[key], key=key)
+        self.fake.inject = [] if not reply.greeting else self.fake.inject
         if parts:
             await self.part("start")
         pieces = sentences(reply.text)
@@ -386,7 +407,7 @@ class _Session:
             if index == len(pieces) - 1:
                 if parts:
                     await self.part("stop")
-                await self.send("agent_response", {"agent_response": reply.text})
+                await self.send("agent_response", {"agent_response": self.fake.final_text(reply.text)})
                 reply.entry = self.turn("agent", reply.text)
                 self.conversation.transcript.append(reply.entry)
             if not self.conversation.text_only and not await self.speak_sentence(reply, sentence, fault):
@@ -463,3 +484,32 @@ def _group(kind: str) -> tuple[str, ...]:
 
 def _detail(status: int, code: str, message: str) -> web.Response:
     return web.json_response({"detail": {"status": code, "message": message}}, status=status)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Run the fake ElevenLabs agents platform on loopback.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--api-key", default=API_KEY)
+    parser.add_argument("--first-response-ms", type=float, default=300.0, help="the agent's LLM, before any event")
+    parser.add_argument("--chunk-gap-ms", type=float, default=0.0, help="pause after each audio event")
+    parser.add_argument("--ping-interval", type=float, default=5.0)
+    args = parser.parse_args()
+    fake = FakeElevenLabsAgents(
+        api_key=args.api_key,
+        first_response_ms=args.first_response_ms,
+        chunk_gap_ms=args.chunk_gap_ms,
+        ping_interval=args.ping_interval,
+        port=args.port,
+    )
+
+    async def serve() -> None:
+        await fake.start()
+        print(fake.url, flush=True)
+        await asyncio.Event().wait()
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve())
+
+
+if __name__ == "__main__":
+    main()

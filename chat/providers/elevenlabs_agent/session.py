@@ -376,7 +376,11 @@ class ElevenLabsAgentSession(ReplySession):
                 if isinstance(item, wire.Closed):
                     self._closed(reply, conn, item, may_retry=may_retry)
                     return
-                events = [] if item is _WAKE else reply.apply(item)
+                try:
+                    events = [] if item is _WAKE else reply.apply(item)
+                except ProviderError:
+                    self._hang_up(conn)  # the vendor reported an error: this call is not to be trusted further
+                    raise
             for event in events:
                 if reply.interrupted and not isinstance(event, Correction):
                     break  # stop at once: nothing of an interrupted reply may follow but its correction
