@@ -256,16 +256,20 @@ async def test_it_tells_the_vendor_when_a_reply_is_abandoned_mid_way(fake_agents
 
 async def test_it_lets_a_new_reply_supersede_one_still_running(fake_agents: FakeElevenLabsAgents) -> None:
     fake_agents.chunk_gap_ms = 20
-    agent = session(fake_agents)
+    agent = session(fake_agents, keepalive_seconds=0.05, idle_seconds=5)
     old = agent.reply("Old")
     first = await anext(old)
     assert isinstance(first, TextDelta)
-    second = await events_of(agent, "New")
-    rest = [event async for event in old]
+    new = agent.reply("New")
+    second = [await anext(new)]
+    rest = [event async for event in old]  # the superseded reply ends while the new one runs...
+    second += [event async for event in new]
     await agent.aclose()
     assert text_of(second) == default_reply("New", fake_agents.conversations[0])
     assert audio_of(second) == sentences_pcm(text_of(second), 16000)
     assert not any(isinstance(e, AudioPart) for e in rest)
+    # ...and leaves the call to it: no keep-alive (which would cut the new reply short) was armed.
+    assert fake_agents.conversations[0].received_types().count("user_activity") == 1
 
 
 # --- the vendor's greeting -----------------------------------------------------------------------

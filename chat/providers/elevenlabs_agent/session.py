@@ -399,7 +399,8 @@ class ElevenLabsAgentSession(ReplySession):
         raise errors.close_error(closed, before_reply=False)
 
     def _end(self, reply: Reply) -> None:
-        if self._reply is reply:
+        current = self._reply is reply  # else a newer reply superseded it and owns the call now
+        if current:
             self._reply = None
         if not reply.finished and not reply.interrupted:
             # Abandoned (its task cancelled, or it failed): the vendor may still be speaking it, so tell it.
@@ -411,20 +412,21 @@ class ElevenLabsAgentSession(ReplySession):
         self.history.append(ChatMessage("user", reply.text))
         if kept:
             self.history.append(ChatMessage("assistant", kept))
-        self._bill(reply, kept)
-        self._arm_idle()
+        if current:
+            self._bill(reply, kept)
+            self._arm_idle()
 
     def _bill(self, reply: Reply, kept: str) -> None:
-        conn, now = self._conn, time.monotonic()
+        conn, now, receipt = self._conn, time.monotonic(), reply.receipt
         if conn is not None and conn.inbox is reply.inbox:
             conn.inbox = None  # vendor events between replies are dropped
-        self.receipt.call_seconds = self._unbilled
+        receipt.call_seconds = self._unbilled
         if conn is not None and conn.closed is None:
-            self.receipt.call_seconds += now - conn.billed_until
+            receipt.call_seconds += now - conn.billed_until
             conn.billed_until = now
         self._unbilled = 0.0
-        if self.receipt.characters == 0 and self.receipt.audio_bytes:
-            self.receipt.characters = len(kept)  # audio without alignment: bill the reply's text
+        if receipt.characters == 0 and receipt.audio_bytes:
+            receipt.characters = len(kept)  # audio without alignment: bill the reply's text
 
     async def _signal_interruption(self, reply: Reply) -> None:
         reply.inbox.put_nowait(_WAKE)
