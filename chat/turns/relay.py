@@ -18,23 +18,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat.limits import Refusal
+from chat.models import Agent
 from chat.providers import ProviderError, TTSProvider
-from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest
+from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest, VoiceSettings
+from chat.speech import ChunkTiming, SpeechChunk, WordTiming, estimate_alignment
 
 logger = logging.getLogger(__name__)
 
 # At most this many TTS requests of one turn are open at once: the one being relayed and the next.
 MAX_SYNTHESES_IN_FLIGHT = 2
-
-
-class Chunk(Protocol):
-    """A speakable chunk: its speech text and, per character, the displayed-text offset (-1: inserted)."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def offsets(self) -> tuple[int, ...]: ...
+PREVIOUS_TEXT_CHARS = 300
 
 
 class SpeechGate:
@@ -55,11 +48,14 @@ class SpeechGate:
 class SpeechSink(Protocol):
     """Where the relay delivers: the turn lifecycle."""
 
-    async def speech_audio(self, pcm: bytes, chunk: Chunk, audio_offset: int) -> None:
+    async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:
         """PCM of `chunk`, whole samples, in order; `audio_offset` = bytes of the reply relayed before it."""
 
-    async def speech_alignment(self, chunk: Chunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+    async def speech_alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
         """Character timing of `chunk`'s speech, relative to its audio start at `chunk_offset_bytes`."""
+
+    async def speech_chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        """All of `chunk`'s audio was relayed: bytes [audio_start, audio_end) of the reply's audio."""
 
     async def speech_failed(self, error: ProviderError) -> None:
         """The vendor failed; no more audio follows in this turn."""
@@ -70,15 +66,80 @@ class SpeechSink(Protocol):
     async def speech_queued(self, position: int | None) -> None:
         """A request waits for a vendor slot."""
 
-    def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
+    def speech_request(
+        self, chunk: SpeechChunk, previous: list[SpeechReceipt], upcoming: SpeechChunk | None
+    ) -> SpeechRequest:
         """The request for `chunk`, with the context that keeps prosody continuous."""
+
+
+def speech_request_for(
+    agent: Agent,
+    chunk: SpeechChunk,
+    *,
+    voice_id: str,
+    spoken: list[str],
+    upcoming: SpeechChunk | None,
+    previous: list[SpeechReceipt],
+) -> SpeechRequest:
+    """The TTS request for `chunk` in `agent`'s voice, with the context that keeps prosody continuous."""
+    return SpeechRequest(
+        text=chunk.text,
+        voice_id=voice_id or agent.voice_id,
+        model_id=agent.tts_model_id,
+        voice_settings=VoiceSettings(
+            stability=agent.stability,
+            similarity_boost=agent.similarity_boost,
+            style=agent.style,
+            speed=agent.speed,
+            use_speaker_boost=agent.use_speaker_boost,
+        ),
+        language_code=agent.language_code,
+        previous_text=" ".join(spoken)[-PREVIOUS_TEXT_CHARS:],
+        next_text=upcoming.text if upcoming else "",
+        previous_request_ids=tuple(r.request_id for r in previous if r.request_id)[-3:],
+    )
+
+
+class ReplyTiming:
+    """Word timings of a reply's audio: from the vendor's character alignment, else spread over each
+    chunk's audio, so every provider gets word highlighting."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.words: list[WordTiming] = []  # all of them, in order
+        self._fresh: list[WordTiming] = []  # finished since the last `take`
+        self._chunks: dict[int, ChunkTiming] = {}  # by id() of the chunk being relayed
+
+    def alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+        if id(chunk) not in self._chunks:
+            self._chunks[id(chunk)] = ChunkTiming(chunk, audio_offset_ms=self._ms(chunk_offset_bytes))
+        self._add(self._chunks[id(chunk)].add(alignment))
+
+    def chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        duration = self._ms(audio_end - audio_start)
+        timing = self._chunks.pop(id(chunk), None)
+        if timing is None:
+            timing = ChunkTiming(chunk, audio_offset_ms=self._ms(audio_start))
+            timing.add(estimate_alignment(chunk.text, duration))
+        self._add(timing.finish(duration))
+
+    def take(self) -> list[WordTiming]:
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def _add(self, words: list[WordTiming]) -> None:
+        self.words.extend(words)
+        self._fresh.extend(words)
+
+    def _ms(self, size: int) -> int:
+        return round(size / 2 / self.sample_rate * 1000) if self.sample_rate else 0
 
 
 @dataclass(eq=False)
 class _Synthesis:
     """One chunk's request: a producer task appends PCM to `parts`; the relay drains them in order."""
 
-    chunk: Chunk
+    chunk: SpeechChunk
     receipt: SpeechReceipt = field(default_factory=SpeechReceipt)
     parts: deque[bytes | Alignment] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -111,7 +172,7 @@ class SpeechRelay:
         self.sink = sink
         self.gate = gate or SpeechGate()
         self.max_frame_bytes = max_frame_bytes
-        self.pending: deque[Chunk] = deque()
+        self.pending: deque[SpeechChunk] = deque()
         self.syntheses: list[_Synthesis] = []
         self.closed = False
         self.stopped = False  # a failure or refusal ended speech for this turn
@@ -122,7 +183,7 @@ class SpeechRelay:
         self._carry = b""
 
     # --- feeding --------------------------------------------------------------------------------
-    def add(self, chunk: Chunk) -> None:
+    def add(self, chunk: SpeechChunk) -> None:
         self.pending.append(chunk)
         self._wakeup.set()
 
@@ -135,7 +196,7 @@ class SpeechRelay:
     def receipts(self) -> list[SpeechReceipt]:
         return [s.receipt for s in self.syntheses]
 
-    def fully_relayed(self) -> list[Chunk]:
+    def fully_relayed(self) -> list[SpeechChunk]:
         """Chunks whose audio was relayed to the end, in order: what a listener can have heard whole."""
         return [s.chunk for s in self.syntheses if s.relayed_all]
 
@@ -173,7 +234,7 @@ class SpeechRelay:
             self.closed = True  # nothing more will be started: the relay may finish
             ready.set()
 
-    async def _next_chunk(self) -> Chunk | None:
+    async def _next_chunk(self) -> SpeechChunk | None:
         while not self.pending:
             if self.closed:
                 return None
@@ -231,6 +292,7 @@ class SpeechRelay:
             await self._fail(synthesis.error)
             return False
         synthesis.relayed_all = True
+        await self.sink.speech_chunk_end(synthesis.chunk, start, self.relayed_bytes + len(self._carry))
         return True
 
     def _coalesce(self, first: bytes, synthesis: _Synthesis) -> bytes:
@@ -247,7 +309,7 @@ class SpeechRelay:
         self._carry = data[whole:]
         return data[:whole]
 
-    async def _send(self, pcm: bytes, chunk: Chunk) -> None:
+    async def _send(self, pcm: bytes, chunk: SpeechChunk) -> None:
         if not pcm:
             return
         if self.first_byte_at is None:
