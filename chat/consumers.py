@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
@@ -21,6 +22,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import protocol
+from chat.groups import ConversationFrame, SessionEnded, conversation_group, session_ended_applies, user_group
+from chat.groups import conversation_frame as shared_frame
 from chat.limits import Refusal, message_check
 from chat.models import Agent, Conversation
 from chat.protocol import (
@@ -57,6 +60,18 @@ PING_INTERVAL_SECONDS = 20.0
 GREETING_WAIT_SECONDS = 0.5
 CLOSE_FRAME_TOO_LARGE = 4009
 MAX_CONTEXT_UPDATES = 20
+CLOSE_SESSION_ENDED = 4001
+# What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
+SHARED_FRAMES = frozenset(
+    {
+        "user_transcript",
+        "agent_chat_response_part",
+        "agent_response",
+        "agent_response_correction",
+        "interruption",
+        "agent_response_complete",
+    }
+)
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -90,9 +105,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.greeting_override: str | None = None
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
+        self.groups_joined: list[str] = []
         if not await self._authorize():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        await self._join_groups()
         await self.accept()
         self.output_format = output_format()
         await self._send_metadata()
@@ -153,6 +170,28 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         session, self.reply_session = getattr(self, "reply_session", None), None
         if session is not None:
             await session.aclose()
+        groups, self.groups_joined = getattr(self, "groups_joined", []), []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- channel layer: what other sockets and processes tell this one (chat/groups.py) -----------
+    async def _join_groups(self) -> None:
+        """Before accept, so a logout racing the handshake still finds this socket."""
+        self.groups_joined = [user_group(self.scope["user"].pk), conversation_group(self.conversation.id)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def session_ended(self, message: SessionEnded) -> None:
+        if self.closed or not session_ended_applies(message, self.scope["session"].session_key):
+            return
+        await self.error("session_ended", "Your session ended (logged out or password changed); log in again.")
+        self.closed = True
+        await self._cancel_turn()
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def conversation_frame(self, message: ConversationFrame) -> None:
+        if message["origin"] != self.channel_name and not self.closed:
+            await self.send(text_data=json.dumps(message["frame"], separators=(",", ":"), ensure_ascii=False))
 
     # --- client → server ---------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -332,7 +371,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
+        if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
+            await self._share(frame)
         return event_id
+
+    async def _share(self, frame: ServerFrame) -> None:
+        try:
+            shared = shared_frame(dict(frame), origin=self.channel_name)
+            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
+        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None
