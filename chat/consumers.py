@@ -146,7 +146,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._join_groups()
         await self.accept(self._subprotocol())
         await self._register()
-        self.output_format = output_format()
+        self.output_format = output_format(self.agent)
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
         if self.conversation._state.adding and self.agent.first_message.strip():

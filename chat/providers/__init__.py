@@ -54,6 +54,13 @@ def reply_session(alias: str, **context: Any) -> ReplySession:
     return _load("Reply", settings.REPLY_PROVIDERS, alias, ReplySession, **context)
 
 
-def tts_provider(alias: str = "") -> TTSProvider:
-    """A fresh TTS provider for `alias` (blank: TTS_BACKEND)."""
-    return _load("TTS", settings.TTS_PROVIDERS, alias or settings.TTS_BACKEND, TTSProvider)
+def tts_provider(alias: str = "", *, output_format: str = "") -> TTSProvider:
+    """A fresh TTS provider for `alias` (blank: TTS_BACKEND), in `output_format` when it takes one.
+
+    Providers that choose their own rate (eSpeak NG) ignore the format: the page plays whatever the
+    metadata announces.
+    """
+    alias = alias or settings.TTS_BACKEND
+    takes_format = "output_format" in settings.TTS_PROVIDERS.get(alias, {}).get("OPTIONS", {})
+    context = {"output_format": output_format} if output_format and takes_format else {}
+    return _load("TTS", settings.TTS_PROVIDERS, alias, TTSProvider, **context)

@@ -33,7 +33,7 @@ def reply_providers(*, agent: Agent, speak: bool) -> ReplyProviders:
     tts: TTSProvider | None = None
     if speak:
         try:
-            tts = tts_provider()
+            tts = tts_provider(output_format=agent.output_format)
         except ImproperlyConfigured as exc:
             logger.error("TTS provider configuration error: %s", exc)
             raise Refusal(
@@ -86,9 +86,12 @@ def conversation_history(conversation: Conversation) -> list[ChatMessage]:
     return [ChatMessage(role=role, content=text) for role, text in rows]
 
 
-def output_format() -> str:
-    """The PCM format replies are spoken in (what the metadata announces)."""
+def output_format(agent: Agent) -> str:
+    """The PCM format `agent`'s replies are spoken in (what the metadata announces, what is stored).
+
+    An ElevenLabs agent backend is resampled to it; the LLM + TTS backend asks the TTS for it.
+    """
     try:
-        return tts_provider().output_format
+        return tts_provider(output_format=agent.output_format).output_format
     except ImproperlyConfigured:
-        return "pcm_24000"
+        return agent.reply_output_format
