@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 
 from chat import admin_display as display
 from chat.forms import AgentAdminForm
+from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
 from chat.models import Agent, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 

@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.db.models.fields.files import FieldFile
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,12 +22,14 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from chat.byte_ranges import RangeNotSatisfiable, byte_range
-from chat.models import Agent, Conversation, Message
+from chat.limits import speech_budget_now
+from chat.models import Agent, Conversation, Greeting, Message
 from chat.serializers import (
     AgentSerializer,
     ConversationRenameSerializer,
     ConversationSerializer,
     MessageSerializer,
+    SpeechBudgetSerializer,
 )
 from chat.services import (
     TITLE_MAX_CHARS,
@@ -149,18 +152,45 @@ class MessageAudioView(APIView):
             raise Http404("No such audio.") from None
         if not message.audio:
             raise Http404("This message has no audio.")
-        response = _audio_response(message, request.headers.get("Range", ""))
-        response["Accept-Ranges"] = "bytes"
-        response["Cache-Control"] = "private, max-age=86400"
-        response["Content-Disposition"] = f'inline; filename="{message.pk}.wav"'
-        return response
+        return _audio_response(message.audio, request.headers.get("Range", ""), filename=f"{message.pk}.wav")
 
 
-def _audio_response(message: Message, range_header: str) -> HttpResponse:
+class GreetingAudioView(APIView):
+    """The stored WAV of an active agent's spoken greeting (shared by all its conversations), with ranges."""
+
+    content_negotiation_class = _AnyContent
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="e.g. bytes=0-1023"),
+        ],
+        responses={
+            (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole WAV file."),
+            (206, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            404: OpenApiResponse(description="No such greeting, or it has no audio yet."),
+            416: OpenApiResponse(description="The range lies outside the file."),
+        },
+    )
+    def get(self, request: Request, pk: uuid.UUID) -> HttpResponse:
+        greeting = Greeting.objects.filter(pk=pk, agent__is_active=True).exclude(audio="").first()
+        if greeting is None:
+            raise Http404("No such greeting audio.")
+        return _audio_response(greeting.audio, request.headers.get("Range", ""), filename=f"greeting-{greeting.pk}.wav")
+
+
+def _audio_response(file: FieldFile, range_header: str, *, filename: str) -> HttpResponse:
+    response = _audio_body(file, range_header)
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=86400"
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
+def _audio_body(file: FieldFile, range_header: str) -> HttpResponse:
     try:
-        audio = StoredAudio(message.audio.storage, message.audio.name)
+        audio = StoredAudio(file.storage, file.name or "")
     except FileNotFoundError:
-        raise Http404("This message's audio file is missing.") from None
+        raise Http404("This audio file is missing.") from None
     try:
         span = byte_range(range_header, audio.size)
     except RangeNotSatisfiable:
@@ -174,3 +204,12 @@ def _audio_response(message: Message, range_header: str) -> HttpResponse:
     if span:
         response["Content-Range"] = f"bytes {first}-{last}/{audio.size}"
     return response
+
+
+class UsageView(APIView):
+    """What is left of the user's speech allowance, in characters (the unit the TTS vendor bills)."""
+
+    @extend_schema(responses=SpeechBudgetSerializer)
+    def get(self, request: Request) -> Response:
+        assert request.user.pk is not None  # IsAuthenticated
+        return Response(SpeechBudgetSerializer(speech_budget_now(request.user.pk)).data)

@@ -13,6 +13,7 @@ import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -23,10 +24,26 @@ from django.conf import settings
 from chat import protocol
 from chat.groups import ConversationFrame, SessionEnded, conversation_group, session_ended_applies, user_group
 from chat.groups import conversation_frame as shared_frame
-from chat.limits import Refusal, message_check
+from chat.limits import (
+    BudgetView,
+    FrameRate,
+    Refusal,
+    frame_check,
+    message_check,
+    socket_close,
+    socket_open,
+    socket_touch,
+    speech_budget,
+    too_many_connections,
+    turn_claim,
+    turn_release,
+    turn_replaced,
+)
+from chat.limits.gate import LimitsGate
 from chat.models import Agent, Conversation
 from chat.protocol import (
     AlignmentPayload,
+    BudgetEvent,
     ClientData,
     ClientFrame,
     ContextualUpdate,
@@ -46,13 +63,16 @@ from chat.protocol import (
 from chat.services import agent_get, conversation_get
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import output_format, reply_providers
+from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save, sweeper_ensure
 from chat.turns.turn import HEARTBEAT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-PING_INTERVAL_SECONDS = 20.0
-CLOSE_FRAME_TOO_LARGE = 4009
+PING_INTERVAL_SECONDS = 20.0  # also how often this socket's entry in the socket registry is renewed
+# A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
+# waits this long for it before it is spoken.
+GREETING_WAIT_SECONDS = 0.5
 MAX_CONTEXT_UPDATES = 20
 CLOSE_SESSION_ENDED = 4001
 # What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
@@ -94,15 +114,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.greeting_pending = False
+        self.greeting_override: str | None = None
+        self.greeting_shown = ""
+        self.greeting_id: uuid.UUID | None = None
         self.groups_joined: list[str] = []
+        self.registered = False
+        self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
         await self._join_groups()
         await self.accept()
+        await self._register()
         self.output_format = output_format()
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
+        if self.conversation._state.adding and self.agent.first_message.strip():
+            self.greeting_pending = True
+            asyncio.get_running_loop().call_later(GREETING_WAIT_SECONDS, self._start_greeting)
+
+    @property
+    def user_id(self) -> int:
+        return int(self.scope["user"].pk)
+
+    async def _register(self) -> None:
+        """Count this socket against the user's cap; the oldest ones past it are told to close."""
+        self.registered = True
+        for channel in await socket_open(self.user_id, self.channel_name):
+            await self.channel_layer.send(channel, {"type": "limits.evicted"})
 
     @database_sync_to_async
     def _authorize(self) -> bool:
@@ -139,6 +179,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     "conversation_exists": not self.conversation._state.adding,
                     "speak": self.speak,
                     "binary_audio": self.binary_audio,
+                    "speech_budget": (await speech_budget(self.user_id)).as_payload(),
                 },
             }
         )
@@ -156,6 +197,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         groups, self.groups_joined = getattr(self, "groups_joined", []), []
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
+
+        if getattr(self, "registered", False):
+            self.registered = False
+            await socket_close(self.user_id, self.channel_name)
 
     # --- channel layer: what other sockets and processes tell this one (chat/groups.py) -----------
     async def _join_groups(self) -> None:
@@ -185,12 +230,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("internal_error", "That message could not be handled; please try again.")
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > settings.WS_MAX_FRAME_BYTES:
-            await self.error(
-                "frame_too_large", f"Frames are limited to {settings.WS_MAX_FRAME_BYTES} bytes; this one has {size}."
-            )
-            await self.close(code=CLOSE_FRAME_TOO_LARGE)
+        try:
+            frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
+            self.frame_rate.take()
+        except Refusal as refusal:
+            await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
@@ -201,6 +245,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("invalid_message", exc.message)
             return
         await self.dispatch_frame(frame)
+        self._start_greeting()  # after the first frame, which may have said how to speak it
 
     async def dispatch_frame(self, frame: ClientFrame) -> None:
         match frame:
@@ -220,8 +265,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.speak = speak
             case ContextualUpdate(text=text):
                 self.context = [*self.context, text[: settings.MAX_MESSAGE_CHARS]][-MAX_CONTEXT_UPDATES:]
-            case Speak() | Feedback():
-                await self.error("invalid_message", f"{type(frame).__name__.lower()} is not available yet.")
+            case Speak(message_id=message_id):
+                await self.on_speak(message_id)
+            case Feedback():
+                await self.error("invalid_message", "feedback is not available yet.")
 
     def on_client_data(self, frame: ClientData) -> None:
         if frame.text_only is not None:
@@ -229,6 +276,54 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if frame.speak is not None:
             self.speak = self.speak and frame.speak
         self.binary_audio = frame.binary_audio
+        if frame.first_message is not None:
+            self.greeting_override = frame.first_message
+
+    def _start_greeting(self) -> None:
+        """Show (and speak) the agent's first message on a new conversation, once."""
+        if not self.greeting_pending or self.closed or self.turn_task is not None:
+            self.greeting_pending = False
+            return
+        self.greeting_pending = False
+        text = greeting_text(self.agent, self.greeting_override)
+        if not text:
+            return
+        self.greeting_shown = text
+        self.turn_task = asyncio.create_task(self._run_job(self._greet(text)), name=f"greeting-{self.conversation.id}")
+
+    async def _greet(self, text: str) -> None:
+        try:
+            tts = reply_providers(agent=self.agent, speak=self.speak).tts
+        except Refusal:
+            tts = None  # the voice is misconfigured: the greeting is still shown
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self)
+        self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
+
+    async def on_speak(self, message_id: str) -> None:
+        """Play a stored reply that has no audio yet: synthesise it once and keep it."""
+        try:
+            tts = reply_providers(agent=self.agent, speak=True).tts
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            return
+        assert tts is not None
+        await self._cancel_turn()
+        gate = LimitsGate(self.user_id, metered=tts.metered, on_budget=self._send_budget)
+        job = speak_message(
+            conversation_id=self.conversation.id,
+            message_id=message_id,
+            agent=self.agent,
+            tts=tts,
+            output=self,
+            gate=gate,
+        )
+        self.turn_task = asyncio.create_task(self._run_job(self._then_close(job, gate)), name=f"speak-{message_id}")
+
+    async def _then_close(self, job: Coroutine[Any, Any, None], gate: LimitsGate) -> None:
+        try:
+            await job
+        finally:
+            await asyncio.shield(gate.close())
 
     async def on_user_message(self, text: object) -> None:
         started_at = time.monotonic()
@@ -238,7 +333,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
-        await self._cancel_turn()
+        await self._cancel_turn()  # first, so its release cannot undo the claim below
+        replaced = await turn_claim(self.user_id, self.channel_name)
+        if replaced is not None:  # the user's turn on another socket, maybe in another process
+            await self.channel_layer.send(replaced, {"type": "limits.turn_replaced"})
         spec = TurnSpec(
             conversation=self.conversation,
             agent=self.agent,
@@ -246,20 +344,57 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             started_at=started_at,
             speak=self.speak,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
+            greeting=self.greeting_shown,
+            greeting_id=self.greeting_id,
             context=tuple(self.context),
         )
         self.context = []
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
-        self.turn_task = asyncio.create_task(self._run_turn(turn), name=f"turn-{self.conversation.id}")
+        gate = None
+        if providers.tts is not None:
+            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        job = self._turn_then_release(turn, gate)
+        self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
 
-    async def _run_turn(self, turn: Turn) -> None:
+    async def _turn_then_release(self, turn: Turn, gate: LimitsGate | None) -> None:
         try:
             await turn.run()
+        finally:
+            await asyncio.shield(self._turn_ended(gate))
+
+    async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
+        """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
+        try:
+            await job
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("Turn failed in conversation %s", self.conversation.id)
+            logger.exception("A reply failed in conversation %s", self.conversation.id)
             await self.error("internal_error", "The reply failed unexpectedly; please try again.")
+
+    async def _turn_ended(self, gate: LimitsGate | None) -> None:
+        """Let go of the user's one running turn; give back speech holds a turn that failed early left."""
+        await turn_release(self.user_id, self.channel_name)
+        if gate is not None:
+            await gate.close()
+
+    async def _send_budget(self, view: BudgetView) -> None:
+        await self.emit({"type": "budget", "budget_event": BudgetEvent(**view.as_payload())})
+
+    # --- from other sockets of the same user (channel layer) --------------------------------
+    async def limits_evicted(self, event: dict[str, Any]) -> None:
+        await self.refuse(too_many_connections())
+
+    async def limits_turn_replaced(self, event: dict[str, Any]) -> None:
+        if self.turn_task is not None and not self.turn_task.done():
+            await self.refuse(turn_replaced())
+            await self._cancel_turn()
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Tell the client what policy refused, and close the socket when the refusal says so."""
+        await self.error(refusal.code, refusal.message)
+        if refusal.close_code is not None:
+            await self.close(code=refusal.close_code)
 
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
@@ -328,6 +463,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(self.ping_interval)
             sent = time.monotonic()
             event_id = await self.emit({"type": "ping", "ping_event": {"ping_ms": self.last_rtt_ms}})
+            await socket_touch(self.user_id, self.channel_name)
             if len(self.pings) >= 10:  # a client that never answers must not grow this dict
                 self.pings.pop(min(self.pings))
             self.pings[event_id] = sent

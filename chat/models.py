@@ -85,6 +85,39 @@ def audio_upload_to(message: Message, filename: str) -> str:
     return f"audio/{message.conversation_id}/{filename}"
 
 
+def greeting_upload_to(greeting: Greeting, filename: str) -> str:
+    return f"greetings/{greeting.agent_id}/{filename}"
+
+
+class Greeting(models.Model):
+    """An agent's first message, spoken once per voice and model and reused by every conversation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being synthesised"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="greetings")
+    # What makes two greetings sound the same: the text and how it is spoken.
+    key = models.CharField(max_length=64, help_text="SHA-256 of text, voice, model, settings and format.")
+    text = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    audio = models.FileField(upload_to=greeting_upload_to, blank=True)
+    audio_format = models.CharField(max_length=20, blank=True)
+    audio_duration_ms = models.PositiveIntegerField("audio duration (ms)", null=True, blank=True)
+    words = models.JSONField(default=list, blank=True)
+    tts_characters = models.PositiveIntegerField("TTS characters billed", default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "key"], name="one_greeting_per_voice")]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.text[:40]}"
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -99,9 +132,11 @@ class Message(models.Model):
 
     class AudioStatus(models.TextChoices):
         NONE = "none", "No audio"
+        PENDING = "pending", "Being synthesised"
         PARTIAL = "partial", "Partial (audio failed mid-reply)"
         COMPLETE = "complete"
         FAILED = "failed"
+        BUDGET = "budget", "Stopped (speech allowance used up)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -154,6 +189,8 @@ class Message(models.Model):
         "underruns", null=True, blank=True, help_text="Times the browser's player ran dry mid-reply."
     )
 
+    # A conversation's first message is its agent's greeting; its audio is the greeting's, shared.
+    greeting = models.ForeignKey(Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
     words = models.JSONField(default=list, blank=True)
     heard_text = models.TextField(
@@ -175,3 +212,86 @@ class Message(models.Model):
         # What the admin's titles and breadcrumbs show: the words, not the markdown around them.
         words = Truncator(markdown_plain(self.text[:300])).chars(60) or "(no text)"
         return f"{self.get_role_display()}: {words}"
+
+
+# --- speech budgets (chat/limits/budget.py decides; these hold the counts) ---------------------------
+
+
+class SpeechAllowance(models.Model):
+    """An operator's override of one user's speech allowance; users without a row get the settings' defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="speech_allowance"
+    )
+    unlimited = models.BooleanField(default=False, help_text="No per-user limit; the site's daily cap still applies.")
+    daily_chars = models.PositiveIntegerField(
+        "characters a day", null=True, blank=True, help_text="Blank uses SPEECH_DAILY_CHARS; 0 means no speech."
+    )
+    monthly_chars = models.PositiveIntegerField(
+        "characters a month", null=True, blank=True, help_text="Blank uses SPEECH_MONTHLY_CHARS; 0 means no speech."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "speech allowance"
+
+    def __str__(self) -> str:
+        return f"Speech allowance of {self.user}"
+
+
+class SpeechUsage(models.Model):
+    """Characters a user's speech was billed in one day or one month (both rows count every request)."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="speech_usage")
+    period = models.CharField(max_length=5, choices=Period.choices)
+    start = models.DateField(help_text="The day, or the first day of the month.")
+    characters = models.PositiveIntegerField(default=0)
+    limit_chars = models.PositiveIntegerField(null=True, blank=True, help_text="The limit when it was last reached.")
+    limited_at = models.DateTimeField(null=True, blank=True, help_text="When speech was first refused in this period.")
+
+    class Meta:
+        verbose_name = "speech usage"
+        verbose_name_plural = "speech usage"
+        ordering = ["-start", "user"]
+        constraints = [models.UniqueConstraint(fields=["user", "period", "start"], name="one_usage_row_per_period")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.period} {self.start}: {self.characters}"
+
+
+class SiteSpeechUsage(models.Model):
+    """Characters the whole site's speech was billed in one day, against SPEECH_SITE_DAILY_CHARS."""
+
+    day = models.DateField(primary_key=True)
+    characters = models.PositiveIntegerField(default=0)
+    limited_at = models.DateTimeField(null=True, blank=True, help_text="When speech was first refused that day.")
+
+    class Meta:
+        verbose_name = "site speech usage"
+        verbose_name_plural = "site speech usage"
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"site {self.day}: {self.characters}"
+
+
+class SpeechCharge(models.Model):
+    """One vendor request's bill; its unique request id is what stops a retried report counting twice."""
+
+    request_id = models.CharField(max_length=100, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="speech_charges")
+    day = models.DateField()
+    characters = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="speech_charge_user_created")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.characters}"

@@ -55,12 +55,17 @@ class TurnRecord:
     error_code: str = ""
     error_message: str = ""
     audio_failed: bool = False
+    audio_refused: bool = False  # policy stopped the speech (a budget ran out), not the vendor
 
     def error(self, code: str, message: str) -> None:
         self.error_code, self.error_message = code, message
 
     def audio_error(self, code: str, message: str) -> None:
         self.audio_failed = True
+        self.error(code, message)
+
+    def audio_refusal(self, code: str, message: str) -> None:
+        self.audio_refused = True
         self.error(code, message)
 
 
@@ -73,7 +78,13 @@ class TurnStart:
 
 @turn_database_call
 def turn_begin(
-    *, conversation: Conversation, agent: Agent, text: str, greeting: str = "", context: tuple[str, ...] = ()
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    text: str,
+    greeting: str = "",
+    greeting_id: uuid.UUID | None = None,
+    context: tuple[str, ...] = (),
 ) -> TurnStart:
     """Save the user's message (before anything else can fail), open the assistant's and read the history.
 
@@ -90,6 +101,7 @@ def turn_begin(
                     role=Message.Role.ASSISTANT,
                     text=greeting,
                     status=Message.Status.COMPLETE,
+                    greeting_id=greeting_id,
                 )
         user_message = message_create_user(conversation=conversation, text=text)
         reply = Message.objects.create(
@@ -163,6 +175,8 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
 
 
 def _audio_status(record: TurnRecord, size: int) -> str:
+    if record.audio_refused:
+        return Message.AudioStatus.BUDGET
     if record.audio_failed:
         return Message.AudioStatus.PARTIAL if size else Message.AudioStatus.FAILED
     return Message.AudioStatus.COMPLETE if size else Message.AudioStatus.NONE
