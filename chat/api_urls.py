@@ -3,7 +3,14 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet, MessageAudioView, UsageView
+from chat.api import (
+    AgentListView,
+    ConversationMessagesView,
+    ConversationViewSet,
+    GreetingAudioView,
+    MessageAudioView,
+    UsageView,
+)
 
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="api-conversation")
@@ -12,6 +19,7 @@ urlpatterns = [
     path("conversations/<uuid:pk>/messages/", ConversationMessagesView.as_view(), name="api-conversation-messages"),
     path("agents/", AgentListView.as_view(), name="api-agents"),
     path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
+    path("greetings/<uuid:pk>/audio/", GreetingAudioView.as_view(), name="api-greeting-audio"),
     path("usage/", UsageView.as_view(), name="api-usage"),
     *router.urls,
 ]

@@ -39,7 +39,7 @@ def backend(request, _fast_local_limits):
 
 def chunks_of(reply: str) -> list[str]:
     chunker = SpeechChunker()
-    return [chunk.text if hasattr(chunk, "text") else chunk for chunk in chunker.feed(reply) + chunker.flush()]
+    return [chunk.text for chunk in chunker.feed(reply) + chunker.flush()]
 
 
 async def opened(user, query: str = ""):

@@ -9,7 +9,7 @@ class Migration(migrations.Migration):
 
     dependencies = [
         ('auth', '0012_alter_user_first_name_max_length'),
-        ('chat', '0003_lead'),
+        ('chat', '0005_greeting'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
@@ -44,7 +44,7 @@ class Migration(migrations.Migration):
         migrations.AlterField(
             model_name='message',
             name='audio_status',
-            field=models.CharField(choices=[('none', 'None'), ('partial', 'partial (audio failed mid-reply)'), ('complete', 'Complete'), ('failed', 'Failed'), ('budget', 'budget (speech allowance used up)')], default='none', max_length=10),
+            field=models.CharField(choices=[('none', 'No audio'), ('pending', 'Being synthesised'), ('partial', 'Partial (audio failed mid-reply)'), ('complete', 'Complete'), ('failed', 'Failed'), ('budget', 'Stopped (speech allowance used up)')], default='none', max_length=10),
         ),
         migrations.CreateModel(
             name='SpeechCharge',
