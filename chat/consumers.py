@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
 import json
 import logging
 import time
@@ -41,6 +42,7 @@ from chat.limits import (
 )
 from chat.limits.gate import LimitsGate
 from chat.models import Agent, Conversation
+from chat.overrides import CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
 from chat.protocol import (
     AlignmentPayload,
     BudgetEvent,
@@ -60,7 +62,8 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
-from chat.services import agent_get, conversation_get
+from chat.services import agent_get, conversation_get, message_feedback_save
+from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
@@ -73,7 +76,12 @@ PING_INTERVAL_SECONDS = 20.0  # also how often this socket's entry in the socket
 # A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
 # waits this long for it before it is spoken.
 GREETING_WAIT_SECONDS = 0.5
+# A refused signed URL or override. The vendor closes with 1008, but Daphne (Autobahn) sends only 1000 and
+# 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
+CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
+SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
 CLOSE_SESSION_ENDED = 4001
 # What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
 SHARED_FRAMES = frozenset(
@@ -114,6 +122,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.voice_id = ""
+        self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
+        self.token_refused: TokenRefused | None = None
         self.greeting_pending = False
         self.greeting_override: str | None = None
         self.greeting_shown = ""
@@ -122,10 +133,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
-            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            if self.token_refused is None:
+                await self.close()  # before accept: the handshake is refused (HTTP 403)
+                return
+            # A signed URL's holder is told why in a close reason the SDKs surface, not a bare 403.
+            await self.accept(self._subprotocol())
+            await self.error(self.token_refused.code, self.token_refused.message)
+            await self.close(code=CLOSE_REFUSED, reason=self.token_refused.code)
             return
         await self._join_groups()
-        await self.accept()
+        await self.accept(self._subprotocol())
         await self._register()
         self.output_format = output_format()
         await self._send_metadata()
@@ -144,15 +161,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         for channel in await socket_open(self.user_id, self.channel_name):
             await self.channel_layer.send(channel, {"type": "limits.evicted"})
 
+    def _subprotocol(self) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None
+
     @database_sync_to_async
     def _authorize(self) -> bool:
         """Resolve the user, agent and conversation; anything unknown or foreign refuses the handshake."""
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         conversation_id = query.get("conversation_id", [""])[0]
         agent_id = query.get("agent_id", [""])[0]
+        token = token_from_scope(self.scope)
+        if token is not None:  # a signed URL replaces the cookie (chat/signing.py dropped it) and the Origin
+            return self._authorize_signed(token, agent_id=agent_id, conversation_id=conversation_id)
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return False
         try:
             if conversation_id:
                 self.conversation = conversation_get(owner=user, conversation_id=conversation_id)
@@ -163,6 +186,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.conversation = Conversation(id=uuid.uuid4(), owner=user, agent=self.agent)
         except (Conversation.DoesNotExist, Agent.DoesNotExist):
             return False
+        return True
+
+    def _authorize_signed(self, token: str, *, agent_id: str, conversation_id: str) -> bool:
+        try:
+            signed = signed_url_verify(token, agent_id=agent_id, conversation_id=conversation_id)
+        except TokenRefused as refused:
+            self.token_refused = refused
+            return False
+        self.scope["user"] = signed.user
+        self.agent = signed.agent
+        self.conversation = signed.conversation or Conversation(id=uuid.uuid4(), owner=signed.user, agent=signed.agent)
         return True
 
     async def _send_metadata(self) -> None:
@@ -260,7 +294,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case PlaybackReport():
                 await self.on_playback_report(frame)
             case ClientData():
-                self.on_client_data(frame)
+                await self.on_client_data(frame)
             case Settings(speak=speak):
                 self.speak = speak
             case ContextualUpdate(text=text):
@@ -268,9 +302,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case Speak(message_id=message_id):
                 await self.on_speak(message_id)
             case Feedback():
-                await self.error("invalid_message", "feedback is not available yet.")
+                await self.on_feedback(frame)
 
-    def on_client_data(self, frame: ClientData) -> None:
+    async def on_client_data(self, frame: ClientData) -> None:
+        try:
+            overrides = session_overrides(agent=self.agent, data=frame)
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            if refusal.code == OVERRIDE_REFUSED:
+                await self.close(code=CLOSE_REFUSED, reason=CLOSE_REASON)
+            return
+        if overrides.language is not None:
+            # This socket's own copy of the agent: an override never reaches the database or other sockets.
+            self.agent = copy.copy(self.agent)
+            self.agent.language_code = overrides.language
+        self.voice_id = overrides.voice_id or self.voice_id
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
@@ -296,7 +342,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             tts = reply_providers(agent=self.agent, speak=self.speak).tts
         except Refusal:
             tts = None  # the voice is misconfigured: the greeting is still shown
-        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self)
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=self.voice_id)
         self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
 
     async def on_speak(self, message_id: str) -> None:
@@ -343,6 +389,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             text=clean,
             started_at=started_at,
             speak=self.speak,
+            voice_id=self.voice_id,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
             greeting=self.greeting_shown,
             greeting_id=self.greeting_id,
@@ -405,6 +452,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    async def on_feedback(self, frame: Feedback) -> None:
+        # The SDKs name the agent_response they rate by its event_id; none means the latest one.
+        event_id = frame.event_id if frame.event_id is not None else max(self.responses, default=-1)
+        message_id = self.responses.get(event_id)
+        saved = message_id is not None and await database_sync_to_async(message_feedback_save)(
+            conversation=self.conversation, message_id=message_id, score=frame.score
+        )
+        if not saved:
+            await self.error("invalid_message", "feedback needs the event_id of an agent_response on this socket.")
+
     def on_pong(self, event_id: int) -> None:
         sent = self.pings.pop(event_id, None)
         if sent is not None:
@@ -428,6 +485,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if frame["type"] != "error":
             self.event_id += 1
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
+        if frame["type"] == "agent_response" and frame["agent_response_event"]["message_id"]:
+            self.responses[event_id] = frame["agent_response_event"]["message_id"]
+            if len(self.responses) > MAX_FEEDBACK_EVENTS:
+                self.responses.pop(min(self.responses))
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
         if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):

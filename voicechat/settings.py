@@ -373,6 +373,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
+        "FeedbackScoreEnum": "chat.models.Message.Feedback",
+    },
 }
 
 # --- Voice pipeline ---------------------------------------------------------------------------
@@ -408,6 +413,13 @@ if not (
 ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
+
+# --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
+# Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
+# (once); the vendor's are valid for 15 minutes. The conversation itself may then last longer.
+SIGNED_URL_MAX_AGE = env_int("SIGNED_URL_MAX_AGE", 900, minimum=10)
+# Most API keys (xi-api-key) one user may hold at a time.
+MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 10, minimum=1)
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
