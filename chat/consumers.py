@@ -81,6 +81,10 @@ GREETING_WAIT_SECONDS = 0.5
 # 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
 CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+# The SDKs in voice mode send a microphone frame every 25 ms (40 a second); they are ignored unparsed
+# and count as a quarter of a frame against the rate limit, so a voice session stays well within it.
+_AUDIO_CHUNK = '{"user_audio_chunk"'
+AUDIO_CHUNK_COST = 0.25
 MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
 SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
 CLOSE_SESSION_ENDED = 4001
@@ -271,13 +275,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         try:
             frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
-            self.frame_rate.take()
+            self.frame_rate.take(AUDIO_CHUNK_COST if text_data and text_data.startswith(_AUDIO_CHUNK) else 1.0)
         except Refusal as refusal:
             await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
             return
+        if text_data.startswith(_AUDIO_CHUNK):
+            return  # microphone audio: speech input does not exist yet
         try:
             frame = protocol.parse_client_frame(text_data)
         except FrameError as exc:
