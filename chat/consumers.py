@@ -471,6 +471,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.error(refusal.code, refusal.message)
         if refusal.close_code is not None:
             await self.close(code=refusal.close_code)
+            self.closed = True  # nothing more is sent on a socket being closed; its disconnect cleans up
 
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
