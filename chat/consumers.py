@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -68,8 +70,7 @@ from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
-from chat.turns.store import playback_report_save, sweeper_ensure
-from chat.turns.turn import HEARTBEAT_SECONDS
+from chat.turns.store import playback_report_save
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ GREETING_WAIT_SECONDS = 0.5
 # 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
 CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+SHARE_DRAIN_SECONDS = 1.0  # how long a closing socket waits to share its last frames with other tabs
 # The SDKs in voice mode send a microphone frame every 25 ms (40 a second); they are ignored unparsed
 # and count as a quarter of a frame against the rate limit, so a voice session stays well within it.
 _AUDIO_CHUNK = '{"user_audio_chunk"'
@@ -117,7 +119,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._shutdown()
 
     async def connect(self) -> None:
-        sweeper_ensure(interval=settings.TURN_SWEEP_SECONDS, stale_after=3 * HEARTBEAT_SECONDS)
         self.event_id = 0
         self.closed = False
         self.turn_task: asyncio.Task[Any] | None = None
@@ -136,6 +137,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
         self.groups_joined: list[str] = []
+        self.outbox: deque[ConversationFrame] = deque()  # frames for the conversation's other sockets
+        self.outbox_ready = asyncio.Event()
+        self.outbox_drained = asyncio.Event()
+        self.sharer: asyncio.Task[None] | None = None
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
@@ -229,18 +234,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _shutdown(self) -> None:
         self.closed = True
-        ping = getattr(self, "ping_task", None)
-        if ping is not None:
+        if (ping := getattr(self, "ping_task", None)) is not None:
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
         session, self.reply_session = getattr(self, "reply_session", None), None
         if session is not None:
             await session.aclose()
+        await self._stop_sharing()
         groups, self.groups_joined = getattr(self, "groups_joined", []), []
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-
         if getattr(self, "registered", False):
             self.registered = False
             await socket_close(self.user_id, self.channel_name)
@@ -525,11 +529,39 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         return event_id
 
     async def _share(self, frame: ServerFrame) -> None:
-        try:
-            shared = shared_frame(dict(frame), origin=self.channel_name)
-            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
-        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
-            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
+        """Queue a frame for the conversation's other sockets; the sharer task sends them in order.
+
+        Never in the turn's own task: a cancellation landing inside the channel layer's Redis call can be
+        swallowed there (redis-py), and the interrupted turn would then run on to its end.
+        """
+        self.outbox.append(shared_frame(dict(frame), origin=self.channel_name))
+        self.outbox_drained.clear()
+        self.outbox_ready.set()
+        if self.sharer is None:
+            self.sharer = asyncio.create_task(self._share_forever(), name=f"share-{self.conversation.id}")
+
+    async def _stop_sharing(self) -> None:
+        """Let the other tabs see how this socket's last turn ended (briefly), then stop the sharer."""
+        sharer, self.sharer = getattr(self, "sharer", None), None
+        if sharer is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHARE_DRAIN_SECONDS):
+                await self.outbox_drained.wait()
+        sharer.cancel()
+        await asyncio.gather(sharer, return_exceptions=True)
+
+    async def _share_forever(self) -> None:
+        group = conversation_group(self.conversation.id)
+        while True:
+            while self.outbox:
+                try:
+                    await self.channel_layer.group_send(group, self.outbox.popleft())
+                except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+                    logger.warning("Could not share a frame of conversation %s", self.conversation.id)
+            self.outbox_drained.set()
+            self.outbox_ready.clear()
+            await self.outbox_ready.wait()
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None
