@@ -245,6 +245,8 @@ if not (
 ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
+# /stream/with-timestamps (word timing for the page) or plain /stream (audio only).
+ELEVENLABS_TIMESTAMPS = env_bool("ELEVENLABS_TIMESTAMPS", True)
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -265,6 +267,7 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "max_concurrency": ELEVENLABS_MAX_CONCURRENCY,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
+            "timestamps": ELEVENLABS_TIMESTAMPS,
         },
     },
     "espeak": {"BACKEND": "chat.providers.espeak.EspeakTTS", "OPTIONS": {}},

@@ -53,6 +53,7 @@ FAULTS = (
     "server_error",  # 500 {"status": "internal_server_error", ...} (no detail wrapper)
     "reset",  # 200, two chunks of audio, then the connection is cut
     "stall",  # 200, two chunks of audio, then nothing for `stall_seconds` (or until the client leaves)
+    "garbled",  # 200, two chunks, then a line that is not JSON, then the rest (/stream/with-timestamps only)
 )
 _BREAK_AFTER_CHUNKS = 2
 
@@ -77,7 +78,7 @@ class RecordedRequest:
     status: int = 200
     fault: str = ""
     request_id: str = ""
-    sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, bytes) per chunk
+    sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, PCM bytes) per chunk
     pcm: bytearray = field(default_factory=bytearray)
     finished: bool = False
     disconnected_early: bool = False
@@ -223,7 +224,7 @@ class FakeElevenLabs(LoopbackServer):
         rate, content_type = rate_and_type(record.query["output_format"])
         pcm = pcm_for(record.body["text"], rate, self.ms_per_char)
         chunk_bytes = max(2, round(rate * self.chunk_ms / 1000) * 2)
-        chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+        chunks = [(pcm[i : i + chunk_bytes],) * 2 for i in range(0, len(pcm), chunk_bytes)]
         async with _OpenStream(self, record):
             await wait_or_disconnect(request, self.first_byte_ms / 1000)
             response = self._response(record, content_type)
@@ -238,12 +239,17 @@ class FakeElevenLabs(LoopbackServer):
         text = record.body["text"]
         rate, _ = rate_and_type(record.query["output_format"])
         pcm = pcm_for(text, rate, self.ms_per_char)
-        lines = [json.dumps(line).encode() + b"\n" for line in timestamped_lines(text, pcm, rate, self.ms_per_char)]
+        lines = [
+            (json.dumps(line).encode() + b"\n", audio)
+            for line, audio in timestamped_lines(text, pcm, rate, self.ms_per_char, self.chunk_ms)
+        ]
+        if record.fault == "garbled":
+            lines.insert(min(_BREAK_AFTER_CHUNKS, len(lines)), (b'{"audio_base64": "AAAA", "align\n', b""))
         async with _OpenStream(self, record):
             await wait_or_disconnect(request, self.first_byte_ms / 1000)
             response = self._response(record, "application/json")
             await response.prepare(request)
-            await self._send(request, response, record, lines, rate, paced=False)
+            await self._send(request, response, record, lines, rate)
         return response
 
     def _response(self, record: RecordedRequest, content_type: str) -> web.StreamResponse:
@@ -255,22 +261,22 @@ class FakeElevenLabs(LoopbackServer):
         request: web.Request,
         response: web.StreamResponse,
         record: RecordedRequest,
-        chunks: list[bytes],
+        chunks: list[tuple[bytes, bytes]],
         rate: int,
-        paced: bool = True,
     ) -> None:
+        """Write (wire bytes, the PCM they carry) pairs, paced by the audio already sent when real time."""
         start = time.monotonic()
         sent_samples = 0
-        for index, chunk in enumerate(chunks):
+        for index, (wire, pcm) in enumerate(chunks):
             if index == _BREAK_AFTER_CHUNKS and record.fault in ("reset", "stall"):
                 await self._break(request, record.fault)
-            if self.realtime and paced:  # chunk i leaves at t0 + the audio duration already sent
+            if self.realtime:  # chunk i leaves at t0 + the audio duration already sent
                 await wait_or_disconnect(request, start + sent_samples / rate - time.monotonic(), self.pace_poll)
-            await response.write(chunk)
-            self._log_send(record, len(chunk))
+            await response.write(wire)
+            self._log_send(record, len(pcm))
             if self.keep_audio:  # a long benchmark keeps send times only, not every byte
-                record.pcm.extend(chunk)
-            sent_samples += len(chunk) // 2
+                record.pcm.extend(pcm)
+            sent_samples += len(pcm) // 2
         await response.write_eof()
         record.finished = True
 

@@ -56,27 +56,41 @@ def validation_problems(query: dict[str, str], body: dict[str, Any]) -> list[tup
     return problems
 
 
-def timestamped_lines(text: str, pcm: bytes, rate: int, ms_per_char: float) -> list[dict[str, Any]]:
-    """NDJSON lines of /stream/with-timestamps: ten characters of audio and alignment per line."""
+def timestamped_lines(
+    text: str, pcm: bytes, rate: int, ms_per_char: float, chunk_ms: float
+) -> list[tuple[dict[str, Any], bytes]]:
+    """NDJSON lines of /stream/with-timestamps, each with the PCM it carries.
+
+    Like the vendor's: every line holds `chunk_ms` of audio and the alignment of the characters whose sound
+    starts in it, null when none does; times are seconds from the start of the request's audio, not of the
+    line, and `alignment` and `normalized_alignment` cover the text exactly once across the lines.
+    """
     per_char = ms_per_char / 1000
-    lines = []
-    for start in range(0, len(text), 10):
-        chars = list(text[start : start + 10])
-        alignment = {
-            "characters": chars,
-            "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
-            "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
+    chunk_bytes = max(2, round(rate * chunk_ms / 1000) * 2)
+    lines: list[tuple[dict[str, Any], bytes]] = []
+    first = 0
+    for offset in range(0, len(pcm), chunk_bytes):
+        piece = pcm[offset : offset + chunk_bytes]
+        ends_at = (offset + len(piece)) / 2 / rate
+        last = len(text) if offset + chunk_bytes >= len(pcm) else min(len(text), math.ceil(ends_at / per_char - 1e-9))
+        alignment = _alignment(text, first, last, per_char) if last > first else None
+        first = max(first, last)
+        line = {
+            "audio_base64": base64.b64encode(piece).decode(),
+            "alignment": alignment,
+            "normalized_alignment": alignment,
         }
-        end = len(pcm) if start + 10 >= len(text) else round((start + 10) * per_char * rate) * 2
-        piece = pcm[round(start * per_char * rate) * 2 : end]
-        lines.append(
-            {
-                "audio_base64": base64.b64encode(piece).decode(),
-                "alignment": alignment,
-                "normalized_alignment": alignment,
-            }
-        )
+        lines.append((line, piece))
     return lines
+
+
+def _alignment(text: str, first: int, last: int, per_char: float) -> dict[str, list[Any]]:
+    indices = range(first, last)
+    return {
+        "characters": [text[i] for i in indices],
+        "character_start_times_seconds": [round(i * per_char, 3) for i in indices],
+        "character_end_times_seconds": [round((i + 1) * per_char, 3) for i in indices],
+    }
 
 
 def voice_json(voice_id: str) -> dict[str, Any]:
