@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 from contextlib import aclosing
 from itertools import pairwise
@@ -24,7 +25,7 @@ from chat.providers.base import (
 )
 from chat.providers.demo import DemoLLM
 from chat.providers.elevenlabs import ElevenLabsTTS
-from chat.providers.espeak import EspeakTTS
+from chat.providers.espeak import EspeakTTS, WordTimer
 from chat.providers.openai import OpenAILLM
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
 from tests.fakes.openai import FakeOpenAI
@@ -463,6 +464,61 @@ async def test_it_stops_espeak_when_the_task_is_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 0.5
+
+
+def pieces(items: list[bytes | Alignment], rate: int) -> list[tuple[Alignment, float, float]]:
+    """Each alignment with the ms of audio yielded before it and the ms its own audio lasts."""
+    out: list[tuple[Alignment, float, float]] = []
+    heard = 0.0
+    for item in items:
+        if isinstance(item, Alignment):
+            out.append((item, heard, 0.0))
+        else:
+            ms = len(item) / 2 / rate * 1000
+            heard += ms
+            if out:
+                out[-1] = (out[-1][0], out[-1][1], out[-1][2] + ms)
+    return out
+
+
+async def test_it_times_each_espeak_word_before_its_audio() -> None:
+    text = "Hello world. It costs $29.99, naïve café!  Done"
+    items = await synthesis(EspeakTTS(), SpeechRequest(text=text))
+    timed = pieces(items, 22050)
+    assert "".join(c for a, _, _ in timed for c in a.chars) == text  # every character once, in order
+    assert ["".join(a.chars) for a, _, _ in timed if a.chars[0] in "nc"] == ["costs ", "naïve ", "café!  "]
+    for alignment, before, own in timed:  # a word's time starts with its own audio, which follows it
+        assert abs(alignment.char_start_times_ms[0] - before) <= 1
+        assert alignment.char_start_times_ms[-1] + alignment.char_durations_ms[-1] <= before + own + 1
+    starts = [t for a, _, _ in timed for t in a.char_start_times_ms]
+    assert starts == sorted(starts) and starts[-1] > 4000
+
+
+async def test_it_ends_an_espeak_word_where_its_sound_ends_not_at_the_pause() -> None:
+    items = await synthesis(EspeakTTS(), SpeechRequest(text="Look here. Then there."))
+    by_text = {"".join(a.chars): a for a, _, _ in pieces(items, 22050)}
+    here, then = by_text["here. "], by_text["Then "]
+    word_end = here.char_start_times_ms[3] + here.char_durations_ms[3]
+    assert then.char_start_times_ms[0] - word_end > 150  # the sentence pause is not part of "here"
+    assert here.char_durations_ms[4:] == (0, 0) and here.char_start_times_ms[4] == word_end  # ". " take no time
+
+
+def test_it_cuts_pcm_at_word_events_and_trims_the_silence_after_each_word() -> None:
+    rate = 1000  # 1 sample per ms keeps the arithmetic visible
+    tone, hush = struct.pack("<4h", 3000, -3000, 3000, -3000) * 25, bytes(2 * 100)  # 100 ms each
+    timer = WordTimer("“Hi, you.", rate)
+    timer.audio(hush[:40] + tone + hush)  # 20 ms lead-in, "Hi" sounds 100 ms, then 100 ms pause
+    first = timer.word(1, 20)  # “ before the first word: no time of its own
+    second = timer.word(5, 220)
+    timer.audio(tone)
+    last = timer.finish()
+    assert [type(i) for i in first + second + last] == [Alignment, bytes, Alignment, bytes, Alignment, bytes]
+    opening, hi, you = (i for i in first + second + last if isinstance(i, Alignment))
+    assert (opening.chars, opening.char_start_times_ms, opening.char_durations_ms) == (("“",), (0,), (0,))
+    assert hi.chars == ("H", "i", ",", " ") and hi.char_start_times_ms == (20, 70, 120, 120)
+    assert hi.char_durations_ms == (50, 50, 0, 0)
+    assert you.char_start_times_ms == (220, 253, 286, 320) and you.char_durations_ms == (33, 33, 34, 0)
+    assert b"".join(i for i in first + second + last if isinstance(i, bytes)) == hush[:40] + tone + hush + tone
 
 
 # --- demo LLM ------------------------------------------------------------------------------------
