@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
 
+from chat.admin_voices import voice_fields
 from chat.models import Agent
 
 
@@ -19,7 +22,7 @@ class SignupForm(UserCreationForm):
 
 
 class AgentAdminForm(forms.ModelForm):
-    """Names the agent that already is the default, instead of a bare constraint violation."""
+    """Voices and models from the provider's library; names the agent that already is the default."""
 
     class Meta:
         model = Agent
@@ -32,6 +35,8 @@ class AgentAdminForm(forms.ModelForm):
             "llm",
             "voice_id",
             "tts_model_id",
+            "user_voice_ids",
+            "allow_breaks",
             "language_code",
             "stability",
             "similarity_boost",
@@ -39,6 +44,10 @@ class AgentAdminForm(forms.ModelForm):
             "speed",
             "use_speaker_boost",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        voice_fields(self)
 
     def clean_is_default(self) -> bool:
         is_default: bool = self.cleaned_data["is_default"]

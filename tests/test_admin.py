@@ -114,7 +114,12 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
     assert columns == ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
     assert list(response.context["cl"].result_list) == [agent]
     form_page = admin_client.get("/admin/chat/agent/add/").content.decode()
-    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == ["Persona", "LLM", "Voice"]
+    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == [
+        "Persona",
+        "LLM",
+        "Voice",
+        "Voices users may pick",
+    ]
 
 
 @pytest.mark.parametrize(

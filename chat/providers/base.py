@@ -81,10 +81,34 @@ class SpeechReceipt:
     first_byte_at: float | None = None  # time.monotonic() of the first audio byte
 
 
+@dataclass(frozen=True)
+class Voice:
+    """One voice of a TTS provider's library, as an operator or a user picks it."""
+
+    voice_id: str
+    name: str
+    category: str = ""  # the vendor's grouping: premade, cloned, generated, professional; eSpeak: its language
+    description: str = ""
+    language: str = ""
+    preview_url: str = ""  # the vendor's sample; never sent to a browser as is (served through our server)
+
+
+@dataclass(frozen=True)
+class TTSModel:
+    """One text-to-speech model a provider offers."""
+
+    model_id: str
+    name: str
+    description: str = ""
+    languages: tuple[str, ...] = ()
+    max_characters: int | None = None  # per request, as the vendor enforces it
+
+
 class TTSProvider(ABC):
     """Turns text into raw PCM s16le mono at `sample_rate`, streamed as it is produced."""
 
     name: str = "tts"
+    bills_characters: bool = True  # a vendor that charges per character; False for local engines (eSpeak)
 
     @property
     @abstractmethod
@@ -94,6 +118,27 @@ class TTSProvider(ABC):
     @property
     def output_format(self) -> str:
         return f"pcm_{self.sample_rate}"
+
+    @property
+    def default_voice_id(self) -> str:
+        """The voice used when a request names none."""
+        return ""
+
+    @property
+    def default_model_id(self) -> str:
+        """The model used when a request names none ("" for a provider without models)."""
+        return ""
+
+    def list_voices(self, *, limit: int) -> list[Voice]:
+        """The voices this provider can speak with, at most `limit`; [] when it has no library.
+
+        Blocking (it may call the vendor); raise ProviderError with a message an operator can act on.
+        """
+        return []
+
+    def list_models(self) -> list[TTSModel]:
+        """The text-to-speech models this provider offers; [] when it has no choice of model. Blocking."""
+        return []
 
     def supports_breaks(self, model_id: str = "") -> bool:
         """Whether SSML `<break time="…"/>` tags in the text become pauses with `model_id` (blank: the default)."""

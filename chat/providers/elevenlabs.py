@@ -6,21 +6,31 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
 import httpx
-from elevenlabs import AsyncElevenLabs
+from elevenlabs import AsyncElevenLabs, ElevenLabs
 from elevenlabs import VoiceSettings as ElevenLabsVoiceSettings
 from elevenlabs.core import ApiError, RequestOptions
+from elevenlabs.core.parse_error import ParsingError
 
-from chat.providers.base import Alignment, ProviderError, SpeechReceipt, SpeechRequest, TTSProvider
+from chat.providers.base import (
+    Alignment,
+    ProviderError,
+    SpeechReceipt,
+    SpeechRequest,
+    TTSModel,
+    TTSProvider,
+    Voice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -139,6 +149,55 @@ def _network_error(exc: httpx.TransportError, *, started: bool, timeout: float) 
     return ProviderError("tts_unavailable", "ElevenLabs cannot be reached.", retryable=True)
 
 
+def translate_library_error(exc: ApiError | ParsingError | httpx.TransportError) -> ProviderError:
+    """A failure to list voices or models, in words an operator can act on."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError("tts_timeout", "ElevenLabs did not answer in time; voices and models are unavailable.")
+    if isinstance(exc, httpx.TransportError):
+        return ProviderError("tts_unavailable", "ElevenLabs cannot be reached; voices and models are unavailable.")
+    if isinstance(exc, ParsingError):
+        return ProviderError("tts_unavailable", "ElevenLabs answered with a voice or model list we cannot read.")
+    status = exc.status_code or 0
+    code, message = _detail(exc.body)
+    if code == "invalid_api_key":
+        return ProviderError(
+            "tts_unavailable", "The ElevenLabs API key was rejected; check ELEVENLABS_API_KEY.", status=status
+        )
+    if status in (401, 403):  # e.g. a scoped key without the voices_read or models_read permission
+        return ProviderError("tts_forbidden", f"ElevenLabs refused to list voices or models: {message}", status=status)
+    if status == 429:
+        return ProviderError("rate_limited", "ElevenLabs is rate limiting us; try again shortly.", status=429)
+    return ProviderError(
+        "tts_unavailable", f"ElevenLabs could not list voices or models (HTTP {status}).", status=status
+    )
+
+
+# An admin page waits for these calls: fail fast and show the fallback rather than back off for a minute.
+_NO_RETRIES = cast(RequestOptions, {"max_retries": 0})
+
+
+def _voice(voice: Any) -> Voice:
+    labels = voice.labels or {}
+    return Voice(
+        voice_id=voice.voice_id,
+        name=voice.name or voice.voice_id,
+        category=str(voice.category or ""),
+        description=voice.description or "",
+        language=str(labels.get("language") or ""),
+        preview_url=voice.preview_url or "",
+    )
+
+
+def _model(model: Any) -> TTSModel:
+    return TTSModel(
+        model_id=model.model_id,
+        name=model.name or model.model_id,
+        description=model.description or "",
+        languages=tuple(language.language_id for language in model.languages or ()),
+        max_characters=model.maximum_text_length_per_request,
+    )
+
+
 class _BrokenLine(Exception):
     """A /stream/with-timestamps line that is not the vendor's JSON: its audio would be lost silently."""
 
@@ -231,8 +290,46 @@ class ElevenLabsTTS(TTSProvider):
     def output_format(self) -> str:
         return self._output_format
 
+    @property
+    def default_voice_id(self) -> str:
+        return self.voice_id
+
+    @property
+    def default_model_id(self) -> str:
+        return self.model_id
+
     def supports_breaks(self, model_id: str = "") -> bool:
         return breaks_supported(model_id or self.model_id)
+
+    def list_voices(self, *, limit: int) -> list[Voice]:
+        """The account's voices through `voices.search` (GET /v2/voices), page by page up to `limit`."""
+        voices: list[Voice] = []
+        token: str | None = None
+        with self._library() as client:
+            while len(voices) < limit:
+                page = client.voices.search(
+                    next_page_token=token, page_size=min(100, limit - len(voices)), request_options=_NO_RETRIES
+                )
+                voices.extend(_voice(v) for v in page.voices)
+                token = page.next_page_token
+                if not page.has_more or not token:
+                    break
+        return voices[:limit]
+
+    def list_models(self) -> list[TTSModel]:
+        """The account's models that can do text to speech (`models.list`, GET /v1/models)."""
+        with self._library() as client:
+            models = client.models.list(request_options=_NO_RETRIES)
+        return [_model(m) for m in models if m.can_do_text_to_speech]
+
+    @contextlib.contextmanager
+    def _library(self) -> Iterator[ElevenLabs]:
+        """A blocking SDK client on its own connection, closed after use; vendor failures as ProviderError."""
+        with httpx.Client(timeout=self.timeout) as http:
+            try:
+                yield ElevenLabs(api_key=self.api_key, base_url=self.base_url, timeout=self.timeout, httpx_client=http)
+            except (ApiError, ParsingError, httpx.TransportError) as exc:
+                raise translate_library_error(exc) from None
 
     def client(self) -> AsyncElevenLabs:
         """An SDK client on the process's shared connection pool (the voice library uses it too)."""

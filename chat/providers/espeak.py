@@ -12,7 +12,7 @@ from typing import Any
 
 import espeakng_loader
 
-from chat.providers.base import Alignment, ProviderError, SpeechReceipt, SpeechRequest, TTSProvider
+from chat.providers.base import Alignment, ProviderError, SpeechReceipt, SpeechRequest, TTSProvider, Voice
 
 _SYNCHRONOUS = 2  # AUDIO_OUTPUT_SYNCHRONOUS: espeak_Synth returns when done, audio via the callback
 _CHARS_UTF8 = 1
@@ -44,6 +44,22 @@ class _Event(ctypes.Structure):
     ]
 
 
+class _VoiceEntry(ctypes.Structure):
+    """espeak_VOICE of speak_lib.h; `languages` is (priority byte, NUL-terminated name)* then a 0 byte."""
+
+    _fields_ = [
+        ("name", ctypes.c_char_p),
+        ("languages", ctypes.c_void_p),
+        ("identifier", ctypes.c_char_p),
+        ("gender", ctypes.c_ubyte),
+        ("age", ctypes.c_ubyte),
+        ("variant", ctypes.c_ubyte),
+        ("xx1", ctypes.c_ubyte),
+        ("score", ctypes.c_int),
+        ("spare", ctypes.c_void_p),
+    ]
+
+
 _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctypes.c_int, ctypes.POINTER(_Event))
 
 # The library keeps global state and is not thread-safe: one synthesis at a time per process.
@@ -62,6 +78,8 @@ def _load() -> tuple[ctypes.CDLL, int]:
             raise ProviderError("tts_unavailable", "eSpeak NG could not be initialised.")
         lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
         lib.espeak_SetParameter.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+        lib.espeak_ListVoices.restype = ctypes.POINTER(ctypes.POINTER(_VoiceEntry))
+        lib.espeak_ListVoices.argtypes = [ctypes.c_void_p]
         lib.espeak_Synth.argtypes = [
             ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint, ctypes.c_uint,
             ctypes.c_void_p, ctypes.c_void_p,
@@ -148,6 +166,15 @@ class WordTimer:
         return round(sample * 1000 / self.rate)
 
 
+def _languages(address: int | None) -> list[str]:
+    names: list[str] = []
+    while address and ctypes.c_ubyte.from_address(address).value:
+        name = ctypes.string_at(address + 1)
+        names.append(name.decode("utf-8", "replace"))
+        address += len(name) + 2
+    return names
+
+
 def _word_span(piece: str) -> tuple[int, int]:
     """Where the word that opens `piece` lies in it: from its first non-space to its first space after,
     less the punctuation that ends it (a word of punctuation alone, like "$", is kept whole)."""
@@ -174,6 +201,7 @@ class EspeakTTS(TTSProvider):
     """eSpeak NG at its native rate (22050 Hz), synthesised in a worker thread and streamed as produced."""
 
     name = "espeak"
+    bills_characters = False
 
     def __init__(self, *, voice: str = "en-us", words_per_minute: int = 175) -> None:
         self.voice = voice
@@ -186,16 +214,38 @@ class EspeakTTS(TTSProvider):
         with _lock:
             return _load()[1]
 
+    @property
+    def default_voice_id(self) -> str:
+        return self.voice
+
+    def list_voices(self, *, limit: int) -> list[Voice]:
+        """eSpeak NG's voices, each named by its language code (what espeak_SetVoiceByName takes)."""
+        with _lock:
+            lib, _ = _load()
+            entries = lib.espeak_ListVoices(None)
+            voices: dict[str, Voice] = {}
+            index = 0
+            while entries[index] and len(voices) < limit:
+                entry = entries[index].contents
+                languages = _languages(entry.languages)
+                if languages and languages[0] not in voices:
+                    name = (entry.name or b"").decode("utf-8", "replace") or languages[0]
+                    voices[languages[0]] = Voice(
+                        voice_id=languages[0], name=name, category="eSpeak NG", language=languages[0]
+                    )
+                index += 1
+        return sorted(voices.values(), key=lambda v: v.name)
+
     async def synthesize(
         self, request: SpeechRequest, receipt: SpeechReceipt
     ) -> AsyncGenerator[bytes | Alignment, None]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[bytes | Alignment | BaseException | None] = asyncio.Queue()
         stop = threading.Event()
-        voice = request.language_code or self.voice
+        voices = [v for v in (request.voice_id, request.language_code, self.voice) if v]
         rate = round(self.words_per_minute * request.voice_settings.speed)
         receipt.request_id, receipt.characters = "", 0  # local and free
-        worker = loop.run_in_executor(None, self._run, request.text, voice, rate, queue, loop, stop)
+        worker = loop.run_in_executor(None, self._run, request.text, voices, rate, queue, loop, stop)
         try:
             while (item := await queue.get()) is not None:
                 if isinstance(item, BaseException):
@@ -210,7 +260,7 @@ class EspeakTTS(TTSProvider):
     def _run(
         self,
         text: str,
-        voice: str,
+        voices: list[str],
         rate: int,
         queue: asyncio.Queue[Any],
         loop: asyncio.AbstractEventLoop,
@@ -241,8 +291,11 @@ class EspeakTTS(TTSProvider):
                 lib, native_rate = _load()
                 timer = WordTimer(text, native_rate)
                 lib.espeak_SetSynthCallback(callback)
-                if lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                    lib.espeak_SetVoiceByName(self.voice.encode())
+                # The request's voice (an eSpeak voice, or another vendor's id eSpeak does not know), else its
+                # language, else ours: the first one eSpeak accepts.
+                for candidate in voices:
+                    if lib.espeak_SetVoiceByName(candidate.encode()) == 0:
+                        break
                 lib.espeak_SetParameter(_RATE, max(80, min(rate, 450)), 0)
                 data = text.encode("utf-8") + b"\0"
                 lib.espeak_Synth(data, len(data), 0, _POS_CHARACTER, 0, _CHARS_UTF8, None, None)

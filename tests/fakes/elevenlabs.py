@@ -31,6 +31,7 @@ from aiohttp import web
 from tests.fakes.elevenlabs_contract import (
     MODELS,
     pcm_for,
+    preview_for,
     rate_and_type,
     timestamped_lines,
     validation_problems,
@@ -38,7 +39,17 @@ from tests.fakes.elevenlabs_contract import (
 )
 from tests.fakes.loopback import LoopbackServer, wait_or_disconnect
 
-__all__ = ["API_KEY", "FAULTS", "KNOWN_VOICES", "FakeElevenLabs", "Fault", "RecordedRequest", "pcm_for"]
+__all__ = [
+    "API_KEY",
+    "FAULTS",
+    "KNOWN_VOICES",
+    "LIBRARY_FAULTS",
+    "FakeElevenLabs",
+    "Fault",
+    "RecordedRequest",
+    "pcm_for",
+    "preview_for",
+]
 
 API_KEY = "test-elevenlabs-key"
 KNOWN_VOICES = ("JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnxnyYXq", "pNInz6obpgDQGcFmaJgB")
@@ -54,6 +65,12 @@ FAULTS = (
     "reset",  # 200, two chunks of audio, then the connection is cut
     "stall",  # 200, two chunks of audio, then nothing for `stall_seconds` (or until the client leaves)
     "garbled",  # 200, two chunks, then a line that is not JSON, then the rest (/stream/with-timestamps only)
+)
+LIBRARY_FAULTS = (
+    "forbidden",  # 401 missing_permissions: a scoped key that may not read voices or models
+    "rate_limited",  # 429
+    "server_error",  # 500 without a detail wrapper
+    "garbage",  # 200 with a body that is not the vendor's JSON
 )
 _BREAK_AFTER_CHUNKS = 2
 
@@ -118,6 +135,9 @@ class FakeElevenLabs(LoopbackServer):
         self.always: Fault | None = None
         self.open_streams = 0
         self.peak_streams = 0
+        self.library_faults: list[str] = []  # for the next /v1/voices, /v2/voices or /v1/models calls
+        self.library_calls: list[tuple[str, dict[str, str]]] = []  # (path, query) per catalogue call
+        self.preview_requests: list[dict[str, str]] = []  # the headers of each preview download
         self._ids = itertools.count(1)
 
     # --- control -----------------------------------------------------------------------------
@@ -129,8 +149,15 @@ class FakeElevenLabs(LoopbackServer):
         """Answer every text-to-speech request with `kind` until `clear_faults()`."""
         self.always = Fault(_known(kind), retry_after)
 
+    def fail_library_next(self, kind: str, times: int = 1) -> None:
+        """Answer the next `times` voice or model list calls with `kind` (LIBRARY_FAULTS)."""
+        if kind not in LIBRARY_FAULTS:
+            raise ValueError(f"unknown library fault {kind!r}; known: {', '.join(LIBRARY_FAULTS)}")
+        self.library_faults.extend([kind] * times)
+
     def clear_faults(self) -> None:
         self.faults.clear()
+        self.library_faults.clear()
         self.always = None
 
     def reset(self) -> None:
@@ -156,6 +183,7 @@ class FakeElevenLabs(LoopbackServer):
         app.router.add_get("/v1/voices", self.voices_v1)
         app.router.add_get("/v2/voices", self.voices_v2)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/eleven-public-prod/premade/voices/{voice_id}/preview.mp3", self.preview)
         app.router.add_post("/_fake/faults", self.control_faults)
         app.router.add_post("/_fake/reset", self.control_reset)
         app.router.add_get("/_fake/requests", self.control_requests)
@@ -294,20 +322,41 @@ class FakeElevenLabs(LoopbackServer):
             request.transport.abort()
         raise ConnectionResetError("fault injected: connection reset mid-stream")
 
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
-        if request.headers.get("xi-api-key") == self.api_key:
-            return None
-        return _detail(401, "invalid_api_key", "Invalid API key")
+    def _library_refusal(self, request: web.Request) -> web.Response | None:
+        self.library_calls.append((request.path, dict(request.query)))
+        if request.headers.get("xi-api-key") != self.api_key:
+            return _detail(401, "invalid_api_key", "Invalid API key")
+        kind = self.library_faults.pop(0) if self.library_faults else ""
+        if kind == "forbidden":
+            message = "The API key you used is missing the permission voices_read to execute this operation."
+            return _detail(401, "missing_permissions", message)
+        if kind == "rate_limited":
+            return _detail(429, "too_many_concurrent_requests", "Too many concurrent requests.")
+        if kind == "server_error":
+            return web.json_response({"status": "internal_server_error", "message": "Internal error."}, status=500)
+        if kind == "garbage":
+            return web.Response(text="<html>bad gateway</html>", content_type="text/html")
+        return None
+
+    def _preview_base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
 
     async def voices_v1(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response({"voices": [voice_json(v) for v in self.voices]})
+        if (refused := self._library_refusal(request)) is not None:
+            return refused
+        base = self._preview_base(request)
+        return web.json_response({"voices": [voice_json(v, base) for v in self.voices]})
 
     async def voices_v2(self, request: web.Request) -> web.Response:
-        if (refused := self._unauthorized(request)) is not None:
+        if (refused := self._library_refusal(request)) is not None:
             return refused
         size = int(request.query.get("page_size", "10"))
+        if not 1 <= size <= 100:
+            errors = [{"loc": ["query", "page_size"], "msg": "must be between 1 and 100", "type": "value_error"}]
+            return web.json_response({"detail": errors}, status=422)
         start = int(request.query.get("next_page_token") or 0)
-        page = [voice_json(v) for v in self.voices[start : start + size]]
+        base = self._preview_base(request)
+        page = [voice_json(v, base) for v in self.voices[start : start + size]]
         more = start + size < len(self.voices)
         return web.json_response(
             {
@@ -319,7 +368,21 @@ class FakeElevenLabs(LoopbackServer):
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response(MODELS)
+        return self._library_refusal(request) or web.json_response(MODELS)
+
+    async def preview(self, request: web.Request) -> web.StreamResponse:
+        """A voice's sample on the public file host: no key needed, sent in pieces."""
+        self.preview_requests.append({k.lower(): v for k, v in request.headers.items()})
+        voice_id = request.match_info["voice_id"]
+        if voice_id not in self.voices:
+            return web.Response(status=404, text="NoSuchKey")
+        body = preview_for(voice_id)
+        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "Content-Length": str(len(body))})
+        await response.prepare(request)
+        for start in range(0, len(body), 8192):
+            await response.write(body[start : start + 8192])
+        await response.write_eof()
+        return response
 
     # --- test control ------------------------------------------------------------------------
     async def control_faults(self, request: web.Request) -> web.Response:

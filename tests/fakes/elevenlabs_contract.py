@@ -93,8 +93,33 @@ def _alignment(text: str, first: int, last: int, per_char: float) -> dict[str, l
     }
 
 
-def voice_json(voice_id: str) -> dict[str, Any]:
-    return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
+VOICE_NAMES = {
+    "JBFqnCBsd6RMkjVDRZzb": ("George", "premade"),
+    "21m00Tcm4TlvDq8ikWAM": ("Rachel", "premade"),
+    "EXAVITQu4vr4xnxnyYXq": ("Sarah", "premade"),
+    "pNInz6obpgDQGcFmaJgB": ("Adam", "premade"),
+}
+
+
+def voice_json(voice_id: str, preview_base: str = "") -> dict[str, Any]:
+    """A voice as /v2/voices lists it; the preview lives on a public file host, like the vendor's bucket."""
+    name, category = VOICE_NAMES.get(voice_id, (f"Voice {voice_id[:4]}", "cloned"))
+    return {
+        "voice_id": voice_id,
+        "name": name,
+        "category": category,
+        "description": f"{name}, a test voice.",
+        "labels": {"accent": "american", "language": "en"},
+        "preview_url": f"{preview_base}/eleven-public-prod/premade/voices/{voice_id}/preview.mp3"
+        if preview_base
+        else None,
+    }
+
+
+def preview_for(voice_id: str, size: int = 48_000) -> bytes:
+    """Stand-in MP3 bytes of a voice's preview: an ID3 header, then bytes that follow from the id."""
+    seed = zlib.crc32(voice_id.encode()).to_bytes(4, "little")
+    return b"ID3\x04\x00\x00" + (seed * (size // 4 + 1))[: size - 6]
 
 
 LANGUAGES = [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}]
@@ -103,4 +128,8 @@ MODELS = [
      "can_be_finetuned": False, "maximum_text_length_per_request": 40000, "languages": LANGUAGES},
     {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
      "can_be_finetuned": True, "maximum_text_length_per_request": 10000, "languages": LANGUAGES},
+    {"model_id": "eleven_v3", "name": "Eleven v3", "can_do_text_to_speech": True,
+     "can_be_finetuned": False, "maximum_text_length_per_request": 5000, "languages": LANGUAGES},
+    {"model_id": "eleven_multilingual_sts_v2", "name": "Eleven Multilingual v2 (speech to speech)",
+     "can_do_text_to_speech": False, "can_do_voice_conversion": True, "languages": LANGUAGES},
 ]  # fmt: skip
