@@ -421,6 +421,14 @@ async def test_it_speaks_faster_when_asked_and_in_the_requested_language() -> No
     assert audible(await speak(EspeakTTS(voice="no-such-voice"), SpeechRequest(text="Still speaks.")))
 
 
+async def test_it_speaks_with_the_espeak_voice_a_request_names() -> None:
+    text = "Guten Tag, wie geht es Ihnen heute?"
+    german = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id="de"))
+    unknown = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id=VOICE))  # another vendor's id
+    default = await speak(EspeakTTS(), SpeechRequest(text=text))
+    assert audible(german) and german != default and unknown == default
+
+
 async def test_it_keeps_the_event_loop_free_while_espeak_works() -> None:
     ticks: list[float] = []
     done = asyncio.Event()

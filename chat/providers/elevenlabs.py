@@ -155,9 +155,9 @@ def translate_library_error(exc: ApiError | ParsingError | httpx.TransportError)
         return ProviderError("tts_timeout", "ElevenLabs did not answer in time; voices and models are unavailable.")
     if isinstance(exc, httpx.TransportError):
         return ProviderError("tts_unavailable", "ElevenLabs cannot be reached; voices and models are unavailable.")
-    if isinstance(exc, ParsingError):
+    status = 0 if isinstance(exc, ParsingError) else exc.status_code or 0
+    if isinstance(exc, ParsingError) or 200 <= status < 300:  # a success whose body is not the vendor's JSON
         return ProviderError("tts_unavailable", "ElevenLabs answered with a voice or model list we cannot read.")
-    status = exc.status_code or 0
     code, message = _detail(exc.body)
     if code == "invalid_api_key":
         return ProviderError(

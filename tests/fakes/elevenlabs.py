@@ -163,6 +163,8 @@ class FakeElevenLabs(LoopbackServer):
     def reset(self) -> None:
         self.clear_faults()
         self.requests.clear()
+        self.library_calls.clear()
+        self.preview_requests.clear()
         self.peak_streams = self.open_streams
 
     def tts_requests(self) -> list[RecordedRequest]:
