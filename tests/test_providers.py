@@ -426,7 +426,9 @@ async def test_it_speaks_with_the_espeak_voice_a_request_names() -> None:
     german = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id="de"))
     unknown = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id=VOICE))  # another vendor's id
     default = await speak(EspeakTTS(), SpeechRequest(text=text))
-    assert audible(german) and german != default and unknown == default
+    # eSpeak's output varies by a few samples from run to run; a different voice changes the length by ~10 %.
+    assert audible(german) and abs(len(german) - len(default)) > 0.05 * len(default)
+    assert abs(len(unknown) - len(default)) < 0.01 * len(default)
 
 
 async def test_it_keeps_the_event_loop_free_while_espeak_works() -> None:
