@@ -11,6 +11,13 @@ permanent with `fake.fail_always(kind)`; over HTTP: `POST /_fake/faults {"kind",
 "always"}`. Kinds are listed in FAULTS. Introspection: `requests` (RecordedRequest per call),
 `open_streams`, `peak_streams`, and over HTTP `GET /_fake/requests`, `/_fake/sends`, `/_fake/state`,
 `POST /_fake/reset`. Send times are `time.monotonic()`, comparable across processes on one machine.
+
+`/stream/with-timestamps` sends the same PCM as `/stream`, one NDJSON line per `chunk_ms` of audio with
+the alignment of the characters whose sound starts in it (null when none does), in seconds from the
+start of the request's audio; `sends` count the PCM bytes of each line. The catalogue (`/v1/voices`,
+`/v2/voices` paginated, `/v1/models`) fails on demand with `fake.fail_library_next(kind)` (LIBRARY_FAULTS)
+and records `library_calls`; voice previews are served, without a key, from the fake's own origin at
+the vendor's bucket path, each download's headers kept in `preview_requests`.
 """
 
 from __future__ import annotations
