@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
+from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -20,6 +22,8 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import protocol
+from chat.groups import ConversationFrame, SessionEnded, conversation_group, session_ended_applies, user_group
+from chat.groups import conversation_frame as shared_frame
 from chat.limits import Refusal, message_check
 from chat.models import Agent, Conversation
 from chat.protocol import (
@@ -43,14 +47,30 @@ from chat.protocol import (
 from chat.services import agent_get, conversation_get
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import output_format, reply_providers
+from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save, sweeper_ensure
 from chat.turns.turn import HEARTBEAT_SECONDS
 
 logger = logging.getLogger(__name__)
 
 PING_INTERVAL_SECONDS = 20.0
+# A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
+# waits this long for it before it is spoken.
+GREETING_WAIT_SECONDS = 0.5
 CLOSE_FRAME_TOO_LARGE = 4009
 MAX_CONTEXT_UPDATES = 20
+CLOSE_SESSION_ENDED = 4001
+# What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
+SHARED_FRAMES = frozenset(
+    {
+        "user_transcript",
+        "agent_chat_response_part",
+        "agent_response",
+        "agent_response_correction",
+        "interruption",
+        "agent_response_complete",
+    }
+)
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -79,13 +99,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.greeting_pending = False
+        self.greeting_override: str | None = None
+        self.greeting_shown = ""
+        self.greeting_id: uuid.UUID | None = None
+        self.groups_joined: list[str] = []
         if not await self._authorize():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        await self._join_groups()
         await self.accept()
         self.output_format = output_format()
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
+        if self.conversation._state.adding and self.agent.first_message.strip():
+            self.greeting_pending = True
+            asyncio.get_running_loop().call_later(GREETING_WAIT_SECONDS, self._start_greeting)
 
     @database_sync_to_async
     def _authorize(self) -> bool:
@@ -136,6 +165,28 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        groups, self.groups_joined = getattr(self, "groups_joined", []), []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+    # --- channel layer: what other sockets and processes tell this one (chat/groups.py) -----------
+    async def _join_groups(self) -> None:
+        """Before accept, so a logout racing the handshake still finds this socket."""
+        self.groups_joined = [user_group(self.scope["user"].pk), conversation_group(self.conversation.id)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def session_ended(self, message: SessionEnded) -> None:
+        if self.closed or not session_ended_applies(message, self.scope["session"].session_key):
+            return
+        await self.error("session_ended", "Your session ended (logged out or password changed); log in again.")
+        self.closed = True
+        await self._cancel_turn()
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def conversation_frame(self, message: ConversationFrame) -> None:
+        if message["origin"] != self.channel_name and not self.closed:
+            await self.send(text_data=json.dumps(message["frame"], separators=(",", ":"), ensure_ascii=False))
 
     # --- client → server ---------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -162,6 +213,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("invalid_message", exc.message)
             return
         await self.dispatch_frame(frame)
+        self._start_greeting()  # after the first frame, which may have said how to speak it
 
     async def dispatch_frame(self, frame: ClientFrame) -> None:
         match frame:
@@ -181,8 +233,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.speak = speak
             case ContextualUpdate(text=text):
                 self.context = [*self.context, text[: settings.MAX_MESSAGE_CHARS]][-MAX_CONTEXT_UPDATES:]
-            case Speak() | Feedback():
-                await self.error("invalid_message", f"{type(frame).__name__.lower()} is not available yet.")
+            case Speak(message_id=message_id):
+                await self.on_speak(message_id)
+            case Feedback():
+                await self.error("invalid_message", "feedback is not available yet.")
 
     def on_client_data(self, frame: ClientData) -> None:
         if frame.text_only is not None:
@@ -190,6 +244,42 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if frame.speak is not None:
             self.speak = self.speak and frame.speak
         self.binary_audio = frame.binary_audio
+        if frame.first_message is not None:
+            self.greeting_override = frame.first_message
+
+    def _start_greeting(self) -> None:
+        """Show (and speak) the agent's first message on a new conversation, once."""
+        if not self.greeting_pending or self.closed or self.turn_task is not None:
+            self.greeting_pending = False
+            return
+        self.greeting_pending = False
+        text = greeting_text(self.agent, self.greeting_override)
+        if not text:
+            return
+        self.greeting_shown = text
+        self.turn_task = asyncio.create_task(self._run_job(self._greet(text)), name=f"greeting-{self.conversation.id}")
+
+    async def _greet(self, text: str) -> None:
+        try:
+            tts = reply_providers(agent=self.agent, speak=self.speak).tts
+        except Refusal:
+            tts = None  # the voice is misconfigured: the greeting is still shown
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self)
+        self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
+
+    async def on_speak(self, message_id: str) -> None:
+        """Play a stored reply that has no audio yet: synthesise it once and keep it."""
+        try:
+            tts = reply_providers(agent=self.agent, speak=True).tts
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            return
+        assert tts is not None
+        await self._cancel_turn()
+        job = speak_message(
+            conversation_id=self.conversation.id, message_id=message_id, agent=self.agent, tts=tts, output=self
+        )
+        self.turn_task = asyncio.create_task(self._run_job(job), name=f"speak-{message_id}")
 
     async def on_user_message(self, text: object) -> None:
         started_at = time.monotonic()
@@ -207,19 +297,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             started_at=started_at,
             speak=self.speak,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
+            greeting=self.greeting_shown,
+            greeting_id=self.greeting_id,
             context=tuple(self.context),
         )
         self.context = []
         turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
-        self.turn_task = asyncio.create_task(self._run_turn(turn), name=f"turn-{self.conversation.id}")
+        self.turn_task = asyncio.create_task(self._run_job(turn.run()), name=f"turn-{self.conversation.id}")
 
-    async def _run_turn(self, turn: Turn) -> None:
+    async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
+        """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
         try:
-            await turn.run()
+            await job
         except asyncio.CancelledError:
             raise
         except Exception:
-            logger.exception("Turn failed in conversation %s", self.conversation.id)
+            logger.exception("A reply failed in conversation %s", self.conversation.id)
             await self.error("internal_error", "The reply failed unexpectedly; please try again.")
 
     async def _cancel_turn(self) -> None:
@@ -255,7 +348,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
+        if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
+            await self._share(frame)
         return event_id
+
+    async def _share(self, frame: ServerFrame) -> None:
+        try:
+            shared = shared_frame(dict(frame), origin=self.channel_name)
+            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
+        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None

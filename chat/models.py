@@ -113,6 +113,39 @@ def audio_upload_to(message: Message, filename: str) -> str:
     return f"audio/{message.conversation_id}/{filename}"
 
 
+def greeting_upload_to(greeting: Greeting, filename: str) -> str:
+    return f"greetings/{greeting.agent_id}/{filename}"
+
+
+class Greeting(models.Model):
+    """An agent's first message, spoken once per voice and model and reused by every conversation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being synthesised"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="greetings")
+    # What makes two greetings sound the same: the text and how it is spoken.
+    key = models.CharField(max_length=64, help_text="SHA-256 of text, voice, model, settings and format.")
+    text = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    audio = models.FileField(upload_to=greeting_upload_to, blank=True)
+    audio_format = models.CharField(max_length=20, blank=True)
+    audio_duration_ms = models.PositiveIntegerField("audio duration (ms)", null=True, blank=True)
+    words = models.JSONField(default=list, blank=True)
+    tts_characters = models.PositiveIntegerField("TTS characters billed", default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "key"], name="one_greeting_per_voice")]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.text[:40]}"
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -127,6 +160,7 @@ class Message(models.Model):
 
     class AudioStatus(models.TextChoices):
         NONE = "none", "No audio"
+        PENDING = "pending", "Being synthesised"
         PARTIAL = "partial", "Partial (audio failed mid-reply)"
         COMPLETE = "complete"
         FAILED = "failed"
@@ -182,6 +216,8 @@ class Message(models.Model):
         "underruns", null=True, blank=True, help_text="Times the browser's player ran dry mid-reply."
     )
 
+    # A conversation's first message is its agent's greeting; its audio is the greeting's, shared.
+    greeting = models.ForeignKey(Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
     words = models.JSONField(default=list, blank=True)
     heard_text = models.TextField(

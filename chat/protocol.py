@@ -15,6 +15,10 @@ import math
 from dataclasses import dataclass
 from typing import Any, Literal, NotRequired, TypedDict, cast
 
+# One word of the displayed reply text: [display_start, display_end, start_ms, end_ms], times from the
+# start of the reply's audio.
+from chat.speech.timing import WordTiming
+
 PROTOCOL_VERSION = 1
 # Binary audio frames (ext, negotiated): one kind byte, the event id, then raw PCM.
 BINARY_AUDIO_KIND = 0x01
@@ -59,11 +63,6 @@ class AlignmentPayload(TypedDict):
     chars: list[str]
     char_start_times_ms: list[int]
     char_durations_ms: list[int]
-
-
-# One word of the displayed reply text: [display_start, display_end, start_ms, end_ms], times from the
-# start of the reply's audio.
-WordTiming = tuple[int, int, int, int]
 
 
 class AgentResponse(TypedDict):

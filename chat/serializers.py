@@ -107,6 +107,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "first_audio_sent_ms",
             "client_first_audible_ms",
             "client_underruns",
+            "words",
+            "heard_text",
         ]
         read_only_fields = fields
 

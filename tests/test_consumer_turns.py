@@ -21,7 +21,7 @@ def expected_audio(reply: str) -> bytes:
     """The fake vendor's PCM for each speakable chunk of `reply`, in speaking order."""
     chunker = SpeechChunker()
     chunks = chunker.feed(reply) + chunker.flush()
-    return b"".join(pcm_for(chunk, 24000) for chunk in chunks)
+    return b"".join(pcm_for(chunk.text, 24000) for chunk in chunks)
 
 
 @pytest.fixture(autouse=True)

@@ -28,6 +28,7 @@ def test_it_describes_every_endpoint(schema) -> None:
         "/api/conversations/{id}/",
         "/api/conversations/{id}/messages/",
         "/api/messages/{id}/audio/",
+        "/api/greetings/{id}/audio/",
     }
     assert set(schema["paths"]["/api/conversations/{id}/"]) - {"parameters"} == {"get", "patch", "delete"}
 

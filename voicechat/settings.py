@@ -95,6 +95,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside everything that can answer early (a bad Host, CSRF), so every response carries the policies.
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -146,11 +149,48 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
+# channels_redis waits for messages with BZPOPMIN blocking this long on the server (its class attribute
+# `brpop_timeout`); tests/test_settings.py fails if an upgrade changes it.
+CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
+# redis-py's default socket_timeout is also 5 s, so an idle consumer's blocking read raced its own
+# read timeout and lost about once per 5 s (TimeoutError, close 1011). Reads may take the blocking
+# time plus a margin for a busy event loop; a Redis that stays silent longer than that is gone.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30.0, minimum=CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5)
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10)
+CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=60)
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     CHANNEL_LAYERS: dict[str, Any] = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "socket_keepalive": True,
+                        # A pooled connection idle this long is PINGed before use, and the retry below
+                        # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
+                        "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+                        # Safe to repeat: channels_redis writes messages with ZADD of a unique member.
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                    }
+                ],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                # Keep at least Daphne's --websocket_timeout (24 h by default): an older socket would
+                # silently leave its groups.
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
+            },
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
@@ -176,8 +216,49 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Reply audio: a local folder (one machine, or a shared mount), or an S3-compatible bucket so processes
+# on several machines serve each other's audio. The audio endpoint streams byte ranges from either.
+AUDIO_STORAGE = env_str("AUDIO_STORAGE", "local")
+if AUDIO_STORAGE == "local":
+    _audio_storage: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif AUDIO_STORAGE == "s3":
+    S3_BUCKET = env_str("S3_BUCKET", "")
+    if not S3_BUCKET:
+        raise ImproperlyConfigured("AUDIO_STORAGE=s3 needs S3_BUCKET, the name of an existing bucket.")
+    S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
+    if S3_ENDPOINT_URL and not S3_ENDPOINT_URL.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"S3_ENDPOINT_URL={S3_ENDPOINT_URL!r} must be an http(s) URL.")
+    S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "auto")
+    if S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+        raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE={S3_ADDRESSING_STYLE!r} is unknown; use auto, path, virtual.")
+    S3_TIMEOUT = env_float("S3_TIMEOUT", 10.0, minimum=0.1)
+    from botocore.config import Config as _BotoConfig
+
+    _audio_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "region_name": env_str("S3_REGION", "") or None,
+            # Blank keys: boto3's own chain (AWS_* variables, shared config, an instance or task role).
+            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("S3_PREFIX", "").strip("/"),
+            "addressing_style": None if S3_ADDRESSING_STYLE == "auto" else S3_ADDRESSING_STYLE,
+            "default_acl": None,  # objects stay private: only the audio endpoint reads them
+            "querystring_auth": True,
+            "file_overwrite": True,  # names are message ids; a re-save replaces the same reply's audio
+            "client_config": _BotoConfig(
+                connect_timeout=S3_TIMEOUT,
+                read_timeout=S3_TIMEOUT,
+                retries={"max_attempts": env_int("S3_MAX_ATTEMPTS", 3, minimum=1), "mode": "standard"},
+            ),
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"AUDIO_STORAGE={AUDIO_STORAGE!r} is unknown; use local or s3.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _audio_storage,
     # Serve the committed bundle straight from static/ so `make run` needs no collectstatic.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -196,6 +277,55 @@ if env_bool("USE_X_FORWARDED_PROTO", not DEBUG):
 SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy: everything from this origin only. The page is one module script, a JSON
+# config (json_script, never executed), stylesheets, the AudioWorklet module (script-src) and the
+# WebSocket ('self' covers ws:/wss: of the same host since Chrome 71, Firefox and Safari 16); the admin
+# uses its own static files. No inline script or style, no eval, no blob:/data: beyond admin icons.
+CSP_REPORT_URI = env_str("CSP_REPORT_URI", "")
+_CSP: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [CSP_REPORT_URI]} if CSP_REPORT_URI else {}),
+    }
+}
+# Report-only first is how a changed deployment (a CDN, an analytics script) finds what the policy would block.
+if env_bool("CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
+# Powerful browser features the page never uses are off for it and anything it could embed. The
+# player needs none: Web Audio output after a click is not gated by `autoplay`, which stays 'self'.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "autoplay": ["self"],
+    "browsing-topics": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "hid": [],
+    "magnetometer": [],
+    "microphone": [],  # replies are typed; voice input would turn this to ["self"]
+    "midi": [],
+    "payment": [],
+    "publickey-credentials-get": [],
+    "screen-wake-lock": [],
+    "serial": [],
+    "usb": [],
+    "xr-spatial-tracking": [],
+}
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],

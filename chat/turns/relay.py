@@ -18,23 +18,16 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat.limits import Refusal
+from chat.models import Agent
 from chat.providers import ProviderError, TTSProvider
-from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest
+from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest, VoiceSettings
+from chat.speech import ChunkTiming, SpeechChunk, WordTiming, estimate_alignment
 
 logger = logging.getLogger(__name__)
 
 # At most this many TTS requests of one turn are open at once: the one being relayed and the next.
 MAX_SYNTHESES_IN_FLIGHT = 2
-
-
-class Chunk(Protocol):
-    """A speakable chunk: its speech text and, per character, the displayed-text offset (-1: inserted)."""
-
-    @property
-    def text(self) -> str: ...
-
-    @property
-    def offsets(self) -> tuple[int, ...]: ...
+PREVIOUS_TEXT_CHARS = 300
 
 
 class SpeechGate:
@@ -55,11 +48,14 @@ class SpeechGate:
 class SpeechSink(Protocol):
     """Where the relay delivers: the turn lifecycle."""
 
-    async def speech_audio(self, pcm: bytes, chunk: Chunk, audio_offset: int) -> None:
+    async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:
         """PCM of `chunk`, whole samples, in order; `audio_offset` = bytes of the reply relayed before it."""
 
-    async def speech_alignment(self, chunk: Chunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+    async def speech_alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
         """Character timing of `chunk`'s speech, relative to its audio start at `chunk_offset_bytes`."""
+
+    async def speech_chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        """All of `chunk`'s audio was relayed: bytes [audio_start, audio_end) of the reply's audio."""
 
     async def speech_failed(self, error: ProviderError) -> None:
         """The vendor failed; no more audio follows in this turn."""
@@ -70,15 +66,80 @@ class SpeechSink(Protocol):
     async def speech_queued(self, position: int | None) -> None:
         """A request waits for a vendor slot."""
 
-    def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
+    def speech_request(
+        self, chunk: SpeechChunk, previous: list[SpeechReceipt], upcoming: SpeechChunk | None
+    ) -> SpeechRequest:
         """The request for `chunk`, with the context that keeps prosody continuous."""
+
+
+def speech_request_for(
+    agent: Agent,
+    chunk: SpeechChunk,
+    *,
+    voice_id: str,
+    spoken: list[str],
+    upcoming: SpeechChunk | None,
+    previous: list[SpeechReceipt],
+) -> SpeechRequest:
+    """The TTS request for `chunk` in `agent`'s voice, with the context that keeps prosody continuous."""
+    return SpeechRequest(
+        text=chunk.text,
+        voice_id=voice_id or agent.voice_id,
+        model_id=agent.tts_model_id,
+        voice_settings=VoiceSettings(
+            stability=agent.stability,
+            similarity_boost=agent.similarity_boost,
+            style=agent.style,
+            speed=agent.speed,
+            use_speaker_boost=agent.use_speaker_boost,
+        ),
+        language_code=agent.language_code,
+        previous_text=" ".join(spoken)[-PREVIOUS_TEXT_CHARS:],
+        next_text=upcoming.text if upcoming else "",
+        previous_request_ids=tuple(r.request_id for r in previous if r.request_id)[-3:],
+    )
+
+
+class ReplyTiming:
+    """Word timings of a reply's audio: from the vendor's character alignment, else spread over each
+    chunk's audio, so every provider gets word highlighting."""
+
+    def __init__(self, sample_rate: int) -> None:
+        self.sample_rate = sample_rate
+        self.words: list[WordTiming] = []  # all of them, in order
+        self._fresh: list[WordTiming] = []  # finished since the last `take`
+        self._chunks: dict[int, ChunkTiming] = {}  # by id() of the chunk being relayed
+
+    def alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+        if id(chunk) not in self._chunks:
+            self._chunks[id(chunk)] = ChunkTiming(chunk, audio_offset_ms=self._ms(chunk_offset_bytes))
+        self._add(self._chunks[id(chunk)].add(alignment))
+
+    def chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        duration = self._ms(audio_end - audio_start)
+        timing = self._chunks.pop(id(chunk), None)
+        if timing is None:
+            timing = ChunkTiming(chunk, audio_offset_ms=self._ms(audio_start))
+            timing.add(estimate_alignment(chunk.text, duration))
+        self._add(timing.finish(duration))
+
+    def take(self) -> list[WordTiming]:
+        fresh, self._fresh = self._fresh, []
+        return fresh
+
+    def _add(self, words: list[WordTiming]) -> None:
+        self.words.extend(words)
+        self._fresh.extend(words)
+
+    def _ms(self, size: int) -> int:
+        return round(size / 2 / self.sample_rate * 1000) if self.sample_rate else 0
 
 
 @dataclass(eq=False)
 class _Synthesis:
     """One chunk's request: a producer task appends PCM to `parts`; the relay drains them in order."""
 
-    chunk: Chunk
+    chunk: SpeechChunk
     receipt: SpeechReceipt = field(default_factory=SpeechReceipt)
     parts: deque[bytes | Alignment] = field(default_factory=deque)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -97,7 +158,15 @@ class _Synthesis:
 
 
 class SpeechRelay:
-    """Speak the chunks added to it, in order, until closed; cancel `run()` to stop at once."""
+    """Speak the chunks added to it, in order, until closed; cancel `run()` to stop at once.
+
+    Audio is paced into frames: the first audio of a turn goes out at once; after that PCM is held until
+    a frame of `frame_ms` is ready, but never so long that the listener's buffer would fall below
+    `low_ms` (estimated from what was sent and a real-time player started `prebuffer_ms` after the first
+    frame). A vendor that sends faster than real time gets few large frames; one that paces at real time
+    gets frames as soon as they are due, so pacing never starves a listener. Fewer frames is most of
+    the relay's CPU.
+    """
 
     def __init__(
         self,
@@ -105,24 +174,30 @@ class SpeechRelay:
         sink: SpeechSink,
         *,
         gate: SpeechGate | None = None,
-        max_frame_bytes: int = 32 * 1024,
+        frame_ms: int = 150,
+        low_ms: int = 60,
+        prebuffer_ms: int = 80,
     ) -> None:
         self.tts = tts
         self.sink = sink
         self.gate = gate or SpeechGate()
-        self.max_frame_bytes = max_frame_bytes
-        self.pending: deque[Chunk] = deque()
+        self.frame_bytes = max(2, tts.sample_rate * 2 * frame_ms // 1000) & ~1
+        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
+        self.pending: deque[SpeechChunk] = deque()
         self.syntheses: list[_Synthesis] = []
         self.closed = False
         self.stopped = False  # a failure or refusal ended speech for this turn
-        self.relayed_bytes = 0
+        self.relayed_bytes = 0  # sent to the sink
         self.first_byte_at: float | None = None
         self._wakeup = asyncio.Event()
         self._room = asyncio.Semaphore(MAX_SYNTHESES_IN_FLIGHT)
-        self._carry = b""
+        self._held = bytearray()  # received, not sent yet
+        self._held_chunk: SpeechChunk | None = None
+        self._first_sent_at: float | None = None
+        self._refusal: Refusal | None = None  # policy stopped speech: reported after what was admitted
 
     # --- feeding --------------------------------------------------------------------------------
-    def add(self, chunk: Chunk) -> None:
+    def add(self, chunk: SpeechChunk) -> None:
         self.pending.append(chunk)
         self._wakeup.set()
 
@@ -135,7 +210,7 @@ class SpeechRelay:
     def receipts(self) -> list[SpeechReceipt]:
         return [s.receipt for s in self.syntheses]
 
-    def fully_relayed(self) -> list[Chunk]:
+    def fully_relayed(self) -> list[SpeechChunk]:
         """Chunks whose audio was relayed to the end, in order: what a listener can have heard whole."""
         return [s.chunk for s in self.syntheses if s.relayed_all]
 
@@ -161,7 +236,7 @@ class SpeechRelay:
                 except Refusal as refusal:
                     self._room.release()
                     self.stopped = True
-                    await self.sink.speech_refused(refusal)
+                    self._refusal = refusal
                     return
                 synthesis = _Synthesis(chunk=chunk)
                 request = self.sink.speech_request(chunk, self.receipts, self.pending[0] if self.pending else None)
@@ -173,7 +248,7 @@ class SpeechRelay:
             self.closed = True  # nothing more will be started: the relay may finish
             ready.set()
 
-    async def _next_chunk(self) -> Chunk | None:
+    async def _next_chunk(self) -> SpeechChunk | None:
         while not self.pending:
             if self.closed:
                 return None
@@ -206,55 +281,79 @@ class SpeechRelay:
         while True:
             while not order:
                 if self.closed and starter.done():
+                    await self._flush()
+                    if self._refusal is not None:  # spoken up to here: the refused chunk starts no audio
+                        await self.sink.speech_refused(self._refusal)
                     return
                 ready.clear()
-                await ready.wait()
+                await self._wait(ready)
             synthesis = order.popleft()
             if not await self._relay_one(synthesis):
                 return
 
     async def _relay_one(self, synthesis: _Synthesis) -> bool:
         """Relay one synthesis to its end; False when speech stopped for the turn."""
-        start = self.relayed_bytes + len(self._carry)
+        start = self._received
         while True:
             while synthesis.parts:
                 item = synthesis.parts.popleft()
                 if isinstance(item, Alignment):
                     await self.sink.speech_alignment(synthesis.chunk, item, start)
-                    continue
-                await self._send(self._coalesce(item, synthesis), synthesis.chunk)
+                else:
+                    await self._accept(item, synthesis.chunk)
             if synthesis.done:
                 break
             synthesis.changed.clear()
-            await synthesis.changed.wait()
+            await self._wait(synthesis.changed)
         if synthesis.error is not None:
+            await self._flush()  # what arrived before the failure is kept and heard
             await self._fail(synthesis.error)
             return False
         synthesis.relayed_all = True
+        await self.sink.speech_chunk_end(synthesis.chunk, start, self._received)
         return True
 
-    def _coalesce(self, first: bytes, synthesis: _Synthesis) -> bytes:
-        """Join PCM already waiting behind `first` (up to a frame's worth) and keep whole samples only."""
-        parts = [self._carry, first]
-        size = len(self._carry) + len(first)
-        while size < self.max_frame_bytes and synthesis.parts and isinstance(synthesis.parts[0], bytes):
-            part = synthesis.parts.popleft()
-            assert isinstance(part, bytes)
-            parts.append(part)
-            size += len(part)
-        data = b"".join(parts)
-        whole = len(data) & ~1
-        self._carry = data[whole:]
-        return data[:whole]
+    @property
+    def _received(self) -> int:
+        return self.relayed_bytes + len(self._held)
 
-    async def _send(self, pcm: bytes, chunk: Chunk) -> None:
-        if not pcm:
+    async def _accept(self, pcm: bytes, chunk: SpeechChunk) -> None:
+        self._held += pcm
+        self._held_chunk = chunk
+        if self._first_sent_at is None or len(self._held) >= self.frame_bytes or self._lead_ms() < self.low_ms:
+            await self._flush()
+
+    def _lead_ms(self) -> float:
+        """How far the listener's buffer is ahead of playback, from what was sent so far."""
+        if self._first_sent_at is None:
+            return 0.0
+        played = max(0.0, (time.monotonic() - self._first_sent_at) * 1000 - self.prebuffer_ms)
+        return self.relayed_bytes / 2 / self.tts.sample_rate * 1000 - played
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        """Wait for `event`, sending held audio before the listener would run short of it."""
+        while self._held and not event.is_set():
+            delay = max(0.0, self._lead_ms() - self.low_ms) / 1000
+            try:
+                async with asyncio.timeout(delay):
+                    await event.wait()
+            except TimeoutError:
+                await self._flush()
+        await event.wait()
+
+    async def _flush(self) -> None:
+        whole = len(self._held) & ~1
+        if not whole or self._held_chunk is None:
             return
+        pcm = bytes(self._held[:whole])
+        del self._held[:whole]
         if self.first_byte_at is None:
             self.first_byte_at = self.syntheses[0].receipt.first_byte_at or time.monotonic()
+        if self._first_sent_at is None:
+            self._first_sent_at = time.monotonic()
         offset = self.relayed_bytes
         self.relayed_bytes += len(pcm)
-        await self.sink.speech_audio(pcm, chunk, offset)
+        await self.sink.speech_audio(pcm, self._held_chunk, offset)
 
     async def _fail(self, error: ProviderError) -> None:
         """Audio stops for the rest of the turn; the text goes on and the failure is recorded."""

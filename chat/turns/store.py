@@ -73,7 +73,13 @@ class TurnStart:
 
 @turn_database_call
 def turn_begin(
-    *, conversation: Conversation, agent: Agent, text: str, greeting: str = "", context: tuple[str, ...] = ()
+    *,
+    conversation: Conversation,
+    agent: Agent,
+    text: str,
+    greeting: str = "",
+    greeting_id: uuid.UUID | None = None,
+    context: tuple[str, ...] = (),
 ) -> TurnStart:
     """Save the user's message (before anything else can fail), open the assistant's and read the history.
 
@@ -90,6 +96,7 @@ def turn_begin(
                     role=Message.Role.ASSISTANT,
                     text=greeting,
                     status=Message.Status.COMPLETE,
+                    greeting_id=greeting_id,
                 )
         user_message = message_create_user(conversation=conversation, text=text)
         reply = Message.objects.create(

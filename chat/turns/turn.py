@@ -12,8 +12,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import uuid
 from contextlib import aclosing, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Protocol
 
 from chat.limits import Refusal
@@ -29,16 +30,14 @@ from chat.providers.base import (
     SpeechReceipt,
     SpeechRequest,
     TextDelta,
-    VoiceSettings,
 )
-from chat.speech import SpeechChunker, WholeReplyChunker
+from chat.speech import Chunker, SpeechChunk, SpeechChunker, WholeReplyChunker
 from chat.turns import audio as audio_store
-from chat.turns.relay import Chunk, SpeechGate, SpeechRelay
+from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import TurnRecord, turn_begin, turn_finish, turn_progress
 
 logger = logging.getLogger(__name__)
 
-PREVIOUS_TEXT_CHARS = 300
 # The reply's text is saved at most this often while it streams (a crash loses about this much)...
 PROGRESS_SECONDS = 1.0
 # ...and its heartbeat at least this often, so a sweep can tell a live reply from an orphan.
@@ -67,15 +66,8 @@ class TurnSpec:
     whole_reply: bool = False  # speak only once the whole reply is written (the benchmark's baseline)
     voice_id: str = ""  # a per-conversation voice; blank uses the agent's
     greeting: str = ""  # saved as the first message when this turn creates the conversation
+    greeting_id: uuid.UUID | None = None  # the stored greeting whose audio that first message plays
     context: tuple[str, ...] = ()  # contextual updates the client sent since the last turn
-
-
-@dataclass
-class _PlainChunk:
-    """A chunk without display offsets (providers that pass bare text)."""
-
-    text: str
-    offsets: tuple[int, ...] = field(default=())
 
 
 class Turn:
@@ -108,7 +100,8 @@ class Turn:
         self.user_message: Message | None = None
         self._text_ended = False
         self._dirty = asyncio.Event()
-        self._alignment: tuple[Chunk, Alignment, int] | None = None
+        self._alignment: tuple[Alignment, int] | None = None  # the vendor's, for the next frame
+        self.timing = ReplyTiming(rate)
 
     @staticmethod
     def _backend_name(tts: TTSProvider | None, session: ReplySession | None) -> str:
@@ -138,6 +131,7 @@ class Turn:
                 agent=spec.agent,
                 text=spec.text,
                 greeting=spec.greeting,
+                greeting_id=spec.greeting_id,
                 context=spec.context,
             )
         )
@@ -253,7 +247,7 @@ class Turn:
         if self.tts is not None:
             self.relay = SpeechRelay(self.tts, self, gate=self.gate)
         speaker = asyncio.create_task(self.relay.run()) if self.relay else None
-        chunker = WholeReplyChunker() if self.spec.whole_reply else SpeechChunker()
+        chunker: Chunker = WholeReplyChunker() if self.spec.whole_reply else SpeechChunker()
         try:
             async with aclosing(self.llm.stream(history)) as deltas:
                 async for delta in deltas:
@@ -271,12 +265,12 @@ class Turn:
                 speaker.cancel()
                 await asyncio.gather(speaker, return_exceptions=True)
 
-    def _speak(self, chunks: list[Chunk] | list[str]) -> None:
+    def _speak(self, chunks: list[SpeechChunk]) -> None:
         for chunk in chunks:
             if self.record.first_chunk_ms is None:
                 self.record.first_chunk_ms = self.ms_since_start()
             if self.relay is not None:
-                self.relay.add(_PlainChunk(chunk) if isinstance(chunk, str) else chunk)
+                self.relay.add(chunk)
 
     async def _session(self, session: ReplySession) -> None:
         try:
@@ -295,34 +289,22 @@ class Turn:
             raise
 
     async def _session_audio(self, pcm: bytes, alignment: Alignment | None, spoken: str) -> None:
-        chunk = _PlainChunk(spoken)
+        chunk = SpeechChunk(spoken, (-1,) * len(spoken))  # the vendor's own text: no display offsets known
         offset = self.audio.size
         if alignment is not None:
-            await self.speech_alignment(chunk, alignment, offset)
+            self._alignment = (alignment, offset)
         await self.speech_audio(pcm[: len(pcm) & ~1], chunk, offset)
 
     # --- speech (the relay's sink) --------------------------------------------------------------
-    def speech_request(self, chunk: Chunk, previous: list[SpeechReceipt], upcoming: Chunk | None) -> SpeechRequest:
-        agent = self.spec.agent
-        spoken = [s for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
-        return SpeechRequest(
-            text=chunk.text,
-            voice_id=self.spec.voice_id or agent.voice_id,
-            model_id=agent.tts_model_id,
-            voice_settings=VoiceSettings(
-                stability=agent.stability,
-                similarity_boost=agent.similarity_boost,
-                style=agent.style,
-                speed=agent.speed,
-                use_speaker_boost=agent.use_speaker_boost,
-            ),
-            language_code=agent.language_code,
-            previous_text=" ".join(s.chunk.text for s in spoken)[-PREVIOUS_TEXT_CHARS:],
-            next_text=upcoming.text if upcoming else "",
-            previous_request_ids=tuple(r.request_id for r in previous if r.request_id)[-3:],
+    def speech_request(
+        self, chunk: SpeechChunk, previous: list[SpeechReceipt], upcoming: SpeechChunk | None
+    ) -> SpeechRequest:
+        spoken = [s.chunk.text for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
+        return speech_request_for(
+            self.spec.agent, chunk, voice_id=self.spec.voice_id, spoken=spoken, upcoming=upcoming, previous=previous
         )
 
-    async def speech_audio(self, pcm: bytes, chunk: Chunk, audio_offset: int) -> None:
+    async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:
         if not pcm:
             return
         if self.record.first_audio_sent_ms is None:
@@ -334,14 +316,19 @@ class Turn:
         self.audio.write(pcm)
         await self.output.audio(pcm, message_id=self.message_id, alignment=alignment, words=words)
 
-    async def speech_alignment(self, chunk: Chunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
-        self._alignment = (chunk, alignment, chunk_offset_bytes)
+    async def speech_alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
+        self._alignment = (alignment, chunk_offset_bytes)
+        self.timing.alignment(chunk, alignment, chunk_offset_bytes)
+
+    async def speech_chunk_end(self, chunk: SpeechChunk, audio_start: int, audio_end: int) -> None:
+        self.timing.chunk_end(chunk, audio_start, audio_end)
 
     def _timing_for_frame(self, frame_offset: int) -> tuple[AlignmentPayload | None, list[WordTiming] | None]:
-        """The pending character timing, shifted to be relative to this frame (the vendor's convention)."""
+        """Timing for this frame: the vendor's characters, shifted to be relative to it, and finished words."""
+        words = self.timing.take() or None
         if self._alignment is None:
-            return None, None
-        _chunk, alignment, chunk_offset = self._alignment
+            return None, words
+        alignment, chunk_offset = self._alignment
         self._alignment = None
         shift = self._ms(chunk_offset) - self._ms(frame_offset)
         payload: AlignmentPayload = {
@@ -349,7 +336,7 @@ class Turn:
             "char_start_times_ms": [max(0, t + shift) for t in alignment.char_start_times_ms],
             "char_durations_ms": list(alignment.char_durations_ms),
         }
-        return payload, None
+        return payload, words
 
     def _ms(self, size: int) -> int:
         return audio_store.duration_ms(size, self.record.sample_rate)
@@ -395,6 +382,7 @@ class Turn:
             self.record.tts_characters += receipt.characters
             if receipt.request_id:
                 self.record.tts_request_ids.append(receipt.request_id)
+        self.record.words = self.timing.words
         await turn_finish(message=self.message, text=self.text, status=status, record=self.record, audio=self.audio)
 
     async def _emit_complete(self) -> None:

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0004_admin'),
+        ('chat', '0005_greeting'),
     ]
 
     operations = [
