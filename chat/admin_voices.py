@@ -85,7 +85,7 @@ def voice_fields(form: forms.ModelForm) -> None:
         voice_error = "" if library else "The TTS backend has no voice library."
     if library:
         default = ("", f"Default voice ({tts.default_voice_id})")
-        _voice_choices(form, library, tts.bills_characters, default, instance.voice_id, instance.user_voice_ids or [])
+        _voice_choices(form, library, tts.metered, default, instance.voice_id, instance.user_voice_ids or [])
     else:
         form.fields["user_voice_ids"] = VoiceIdsField(
             label="Voices users may pick", required=False, help_text="Voice IDs, one a line."

@@ -22,12 +22,14 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from chat.byte_ranges import RangeNotSatisfiable, byte_range
+from chat.limits import speech_budget_now
 from chat.models import Agent, Conversation, Greeting, Message
 from chat.serializers import (
     AgentSerializer,
     ConversationSerializer,
     ConversationUpdateSerializer,
     MessageSerializer,
+    SpeechBudgetSerializer,
     VoiceChoiceSerializer,
 )
 from chat.services import (
@@ -234,3 +236,12 @@ def _audio_body(file: FieldFile, range_header: str) -> HttpResponse:
     if span:
         response["Content-Range"] = f"bytes {first}-{last}/{audio.size}"
     return response
+
+
+class UsageView(APIView):
+    """What is left of the user's speech allowance, in characters (the unit the TTS vendor bills)."""
+
+    @extend_schema(responses=SpeechBudgetSerializer)
+    def get(self, request: Request) -> Response:
+        assert request.user.pk is not None  # IsAuthenticated
+        return Response(SpeechBudgetSerializer(speech_budget_now(request.user.pk)).data)

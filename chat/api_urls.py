@@ -10,6 +10,7 @@ from chat.api import (
     ConversationViewSet,
     GreetingAudioView,
     MessageAudioView,
+    UsageView,
 )
 from chat.voice_views import agent_voice_preview
 
@@ -21,6 +22,7 @@ urlpatterns = [
     path("agents/", AgentListView.as_view(), name="api-agents"),
     path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
     path("greetings/<uuid:pk>/audio/", GreetingAudioView.as_view(), name="api-greeting-audio"),
+    path("usage/", UsageView.as_view(), name="api-usage"),
     path("agents/<uuid:pk>/voices/", AgentVoicesView.as_view(), name="api-agent-voices"),
     path("agents/<uuid:pk>/voices/<str:voice_id>/preview/", agent_voice_preview, name="api-agent-voice-preview"),
     *router.urls,

@@ -136,7 +136,7 @@ def agent_voices(agent: Agent) -> list[VoiceChoice]:
         known = {v.voice_id: v for v in voice_library()}
     except ProviderError:
         known = {}
-    bills = tts_provider().bills_characters
+    bills = tts_provider().metered
     default = agent_default_voice_id(agent)
     choices = []
     for voice_id in agent_voice_ids(agent):
@@ -216,7 +216,7 @@ async def preview_open(voice: Voice, tts: TTSProvider) -> Preview:
             logger.warning("Not fetching the preview of voice %s from %s", voice.voice_id, voice.preview_url)
             raise PreviewUnavailable("The preview lies on a host that is not in VOICE_PREVIEW_ORIGINS.")
         return await _preview_download(voice.preview_url)
-    if tts.bills_characters:  # a vendor's voice without a sample: synthesising one would cost credits
+    if tts.metered:  # a vendor's voice without a sample: synthesising one would cost credits
         raise PreviewUnavailable("This voice has no preview.")
     return await _preview_synthesised(voice, tts)
 

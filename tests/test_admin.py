@@ -119,6 +119,7 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
         "LLM",
         "Voice",
         "Voices users may pick",
+        "Client overrides",
     ]
 
 
@@ -433,6 +434,7 @@ def test_it_lists_messages_newest_first_with_text_conversation_and_owner(admin_c
         "owner",
         "billed",
         "heard",
+        "feedback",
     ]
     rows = list(response.context["cl"].result_list)
     assert rows == sorted(rows, key=lambda m: m.created_at, reverse=True)
@@ -468,6 +470,7 @@ def test_it_labels_fields_and_choices_as_a_person_would_write_them(admin_client,
         "Partial (audio failed mid-reply)",
         "Complete",
         "Failed",
+        "Stopped (speech allowance used up)",
     ]
 
 

@@ -151,7 +151,7 @@ async def test_it_ends_every_session_on_deactivation_and_deletion(bob: Any) -> N
 
 async def test_it_leaves_sessions_alone_on_login_and_other_edits(bob: Any) -> None:
     listener = await Listener(bob.pk).join()
-    assert await AsyncClient().alogin(username="bob", password=PASSWORD)  # saves last_login
+    await AsyncClient().aforce_login(bob)  # a login saves last_login (user_logged_in)
     bob.first_name = "Bob"
     await bob.asave()
     bob.set_password(PASSWORD)  # same password, new salt: a new hash all the same

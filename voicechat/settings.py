@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate as Django REST framework reads it: a count per second, minute, hour or day."""
+    raw = env_str(name, default)
+    count, _, period = raw.partition("/")
+    if not (count.isdigit() and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate; use e.g. 120/min, 5/hour or 1000/day.")
+    return raw
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = env_str("SECRET_KEY", "")
@@ -87,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "rest_framework",
     "drf_spectacular",
@@ -105,6 +116,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "voicechat.urls"
@@ -195,6 +208,15 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 
+# The cache holds the REST and sign-up throttles' counters: shared through Redis when there is one, so
+# every process counts against the same limit; per process otherwise (one process is the embedded default).
+if REDIS_URL:
+    CACHES: dict[str, Any] = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "vc"}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "voicechat"}}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -205,6 +227,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:index"
 LOGOUT_REDIRECT_URL = "login"
 ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out client before a password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -333,6 +359,13 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 30,
+    "DEFAULT_THROTTLE_CLASSES": ["chat.throttles.ApiUserThrottle", "chat.throttles.ApiWriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_RATE", "300/min"),
+        "write": env_rate("API_WRITE_THROTTLE_RATE", "30/min"),
+        "signup": env_rate("SIGNUP_THROTTLE_RATE", "10/hour"),
+    },
+    "EXCEPTION_HANDLER": "chat.throttles.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "voicechat API",
@@ -344,6 +377,11 @@ SPECTACULAR_SETTINGS = {
         "drf_spectacular.hooks.postprocess_schema_enums",
         "chat.voice_views.schema_with_previews",  # the async voice preview route
     ],
+    # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
+        "FeedbackScoreEnum": "chat.models.Message.Feedback",
+    },
 }
 
 # --- Voice pipeline ---------------------------------------------------------------------------
@@ -390,6 +428,13 @@ VOICE_PREVIEW_ORIGINS = env_list("VOICE_PREVIEW_ORIGINS", ["https://storage.goog
 VOICE_PREVIEW_MAX_BYTES = env_int("VOICE_PREVIEW_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
 AGENT_USER_VOICES_MAX = env_int("AGENT_USER_VOICES_MAX", 50, minimum=1)
 
+# --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
+# Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
+# (once); the vendor's are valid for 15 minutes. The conversation itself may then last longer.
+SIGNED_URL_MAX_AGE = env_int("SIGNED_URL_MAX_AGE", 900, minimum=10)
+# Most API keys (xi-api-key) one user may hold at a time.
+MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 10, minimum=1)
+
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
@@ -406,7 +451,6 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "voice_id": ELEVENLABS_VOICE_ID,
             "model_id": ELEVENLABS_MODEL_ID,
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
-            "max_concurrency": ELEVENLABS_MAX_CONCURRENCY,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
             "timestamps": ELEVENLABS_TIMESTAMPS,
@@ -441,6 +485,37 @@ def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str
 
 TTS_BACKEND = _backend("TTS_BACKEND", "elevenlabs" if ELEVENLABS_API_KEY else "espeak", TTS_PROVIDERS)
 LLM_BACKEND = _backend("LLM_BACKEND", "demo", LLM_PROVIDERS)
+
+# --- Limits (chat/limits, chat/throttles.py; README "Limits") -------------------------------------
+# Speech budgets in characters, the unit ElevenLabs bills; 0 turns a limit off. Days and months begin
+# at midnight in TIME_ZONE. Operators override a user's allowance in the admin (Speech allowances).
+SPEECH_DAILY_CHARS = env_int("SPEECH_DAILY_CHARS", 20_000)
+SPEECH_MONTHLY_CHARS = env_int("SPEECH_MONTHLY_CHARS", 200_000)
+SPEECH_SITE_DAILY_CHARS = env_int("SPEECH_SITE_DAILY_CHARS", 500_000)
+# Fair TTS slots: the most vendor requests one user may hold at once (a turn needs 2 for look-ahead).
+TTS_SLOTS_PER_USER = env_int("TTS_SLOTS_PER_USER", 2, minimum=1)
+# Seconds a Redis-held TTS slot or socket entry outlives a process that died without releasing it.
+LIMITS_LEASE_SECONDS = env_int("LIMITS_LEASE_SECONDS", 60, minimum=1)
+MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 8, minimum=1)
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
+WS_FRAMES_PER_SECOND = env_float("WS_FRAMES_PER_SECOND", 20.0, minimum=0.1)
+WS_FRAME_BURST = env_int("WS_FRAME_BURST", 60, minimum=1)
+# Proxies in front whose X-Forwarded-For entries are trusted for the client's address (sign-up throttle,
+# log-in lockout). Defaults to one whenever X-Forwarded-Proto is trusted: the same TLS proxy adds both.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("USE_X_FORWARDED_PROTO", not DEBUG) else 0)
+
+# Log-in lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one
+# address, that pair is refused for LOGIN_LOCKOUT_MINUTES; a successful log-in resets the count.
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+# Per user name and address: by address alone, one office behind NAT (or a misconfigured proxy) would
+# lock everyone out; by name alone, anyone could lock any account.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.throttles.client_ip"
+AXES_LOCKOUT_CALLABLE = "chat.throttles.login_locked_out"
+AXES_VERBOSE = False
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

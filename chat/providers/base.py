@@ -108,7 +108,7 @@ class TTSProvider(ABC):
     """Turns text into raw PCM s16le mono at `sample_rate`, streamed as it is produced."""
 
     name: str = "tts"
-    bills_characters: bool = True  # a vendor that charges per character; False for local engines (eSpeak)
+    metered: bool = True  # the vendor bills per character, so speech budgets apply (chat/limits)
 
     @property
     @abstractmethod

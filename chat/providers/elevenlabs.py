@@ -34,14 +34,11 @@ from chat.providers.base import (
 
 logger = logging.getLogger(__name__)
 
-# Process-wide state, one entry per event loop (asyncio objects cannot cross loops): a semaphore per
-# configured limit keeps every turn of the process inside the plan's concurrency, and one keep-alive
+# Process-wide state, one entry per event loop (asyncio objects cannot cross loops): one keep-alive
 # connection pool per base URL lets later chunks skip the TCP and TLS handshakes. Idle pooled
 # connections are kept on purpose; every request and response stream is closed as soon as its
-# generator is closed or its task cancelled (`async with` around the SDK's stream).
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
+# generator is closed or its task cancelled (`async with` around the SDK's stream). The plan's
+# concurrency limit is not kept here: it is per account, so the turn holds a slot of chat/limits.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
@@ -69,11 +66,6 @@ BREAK_MODELS = frozenset(
 def breaks_supported(model_id: str) -> bool:
     """Whether the ElevenLabs model `model_id` honours SSML `<break time="…"/>` tags (v3 does not)."""
     return model_id in BREAK_MODELS
-
-
-def _semaphore(limit: int) -> asyncio.Semaphore:
-    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(limit, asyncio.Semaphore(limit))
 
 
 def _shared_client(base_url: str) -> httpx.AsyncClient:
@@ -260,7 +252,6 @@ class ElevenLabsTTS(TTSProvider):
         voice_id: str,
         model_id: str = "eleven_flash_v2_5",
         output_format: str = "pcm_24000",
-        max_concurrency: int = 4,
         timeout: float = 10.0,
         max_retries: int = 2,
         retry_base_delay: float = 0.2,
@@ -273,7 +264,6 @@ class ElevenLabsTTS(TTSProvider):
         self.voice_id = voice_id
         self.model_id = model_id
         self._output_format = output_format
-        self.max_concurrency = max(1, max_concurrency)
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.retry_base_delay = retry_base_delay
@@ -377,28 +367,27 @@ class ElevenLabsTTS(TTSProvider):
         arguments = self._arguments(request)
         voice_id = request.voice_id or self.voice_id
         attempt_once = self._attempt_with_timestamps if self.timestamps else self._attempt
-        async with _semaphore(self.max_concurrency):
-            for attempt in range(self.max_retries + 1):
-                started = False
-                try:
-                    # aclosing: an early close of ours must close the HTTP response now, not at GC.
-                    async with aclosing(attempt_once(client, voice_id, arguments, receipt)) as items:
-                        async for item in items:
-                            started = True
-                            yield item
-                    return
-                except ApiError as exc:
-                    error, headers = translate_api_error(exc), exc.headers
-                except httpx.TransportError as exc:
-                    error, headers = _network_error(exc, started=started, timeout=self.timeout), None
-                except _BrokenLine as exc:
-                    logger.warning("ElevenLabs request %s sent a broken timestamp line: %s", receipt.request_id, exc)
-                    message = "ElevenLabs sent audio that could not be read."
-                    error, headers = ProviderError("tts_stream_failed", message, retryable=not started), None
-                if not error.retryable or attempt == self.max_retries:
-                    raise error
-                logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
-                await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
+        for attempt in range(self.max_retries + 1):
+            started = False
+            try:
+                # aclosing: an early close of ours must close the HTTP response now, not at GC.
+                async with aclosing(attempt_once(client, voice_id, arguments, receipt)) as items:
+                    async for item in items:
+                        started = True
+                        yield item
+                return
+            except ApiError as exc:
+                error, headers = translate_api_error(exc), exc.headers
+            except httpx.TransportError as exc:
+                error, headers = _network_error(exc, started=started, timeout=self.timeout), None
+            except _BrokenLine as exc:
+                logger.warning("ElevenLabs request %s sent a broken timestamp line: %s", receipt.request_id, exc)
+                message = "ElevenLabs sent audio that could not be read."
+                error, headers = ProviderError("tts_stream_failed", message, retryable=not started), None
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
+            await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
 
     @staticmethod
     def _read_receipt(headers: Mapping[str, str], text: str, receipt: SpeechReceipt) -> None:

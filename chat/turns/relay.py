@@ -44,6 +44,9 @@ class SpeechGate:
     async def billed(self, receipt: SpeechReceipt, text: str) -> None:
         """A request ended; `receipt.characters` is what the vendor billed for it."""
 
+    async def close(self) -> None:
+        """The turn is ending (after its last request, before its closing frames); may be called again."""
+
 
 class SpeechSink(Protocol):
     """Where the relay delivers: the turn lifecycle."""
