@@ -62,10 +62,11 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
+from chat.providers import ReplySession
 from chat.services import agent_get, conversation_get, message_feedback_save
 from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
-from chat.turns.backends import output_format, reply_providers
+from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save, sweeper_ensure
 from chat.turns.turn import HEARTBEAT_SECONDS
@@ -125,6 +126,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.voice_id = ""
         self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
         self.token_refused: TokenRefused | None = None
+        self.reply_session: ReplySession | None = None  # an agent that writes and speaks by itself
         self.greeting_pending = False
         self.greeting_override: str | None = None
         self.greeting_shown = ""
@@ -144,7 +146,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._join_groups()
         await self.accept(self._subprotocol())
         await self._register()
-        self.output_format = output_format()
+        self.output_format = output_format(self.agent)
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
         if self.conversation._state.adding and self.agent.first_message.strip():
@@ -228,6 +230,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        session, self.reply_session = getattr(self, "reply_session", None), None
+        if session is not None:
+            await session.aclose()
         groups, self.groups_joined = getattr(self, "groups_joined", []), []
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
@@ -375,7 +380,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         started_at = time.monotonic()
         try:
             clean = message_check(text)
-            providers = reply_providers(agent=self.agent, speak=self.speak)
+            session = await self._reply_session()
+            providers = None if session is not None else reply_providers(agent=self.agent, speak=self.speak)
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
@@ -397,9 +403,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
         self.context = []
         gate = None
-        if providers.tts is not None:
-            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        if providers is None:
+            turn = Turn(spec, output=self, session=session)
+        else:
+            if providers.tts is not None:
+                gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+            turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
         job = self._turn_then_release(turn, gate)
         self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
 
@@ -408,6 +417,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await turn.run()
         finally:
             await asyncio.shield(self._turn_ended(gate))
+
+    async def _reply_session(self) -> ReplySession | None:
+        """The socket's session with the agent's own backend, made on its first message; None for LLM + TTS."""
+        if self.reply_session is None and self.agent.backend != Agent.Backend.LLM_TTS:
+            user = self.scope["user"]
+            history = await database_sync_to_async(conversation_history)(self.conversation)
+            self.reply_session = agent_session(
+                agent=self.agent,
+                user_name=user.get_username(),
+                user_id=str(user.pk),
+                history=history,
+                sample_rate=int(self.output_format.removeprefix("pcm_")),
+            )
+        return self.reply_session
 
     async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
         """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""

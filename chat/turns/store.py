@@ -50,6 +50,7 @@ class TurnRecord:
     first_audio_sent_ms: int | None = None
     tts_characters: int = 0
     tts_request_ids: list[str] = field(default_factory=list)
+    call_seconds: float | None = None  # vendor agent call time (ElevenLabs agent backend)
     words: list[WordTiming] = field(default_factory=list)
     heard_text: str = ""
     error_code: str = ""
@@ -160,6 +161,7 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
         setattr(message, name, getattr(record, name))
     message.tts_characters = record.tts_characters
     message.tts_request_ids = record.tts_request_ids
+    message.call_seconds = record.call_seconds
     message.tts_backend = record.tts_backend
     message.words = [list(word) for word in record.words]
     message.heard_text = record.heard_text
@@ -171,7 +173,10 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
     else:
         audio.close()
     message.save()
-    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+    changes: dict[str, object] = {"updated_at": timezone.now()}
+    if record.tts_backend == Agent.Backend.ELEVENLABS_AGENT and record.tts_request_ids:
+        changes["elevenlabs_conversation_id"] = record.tts_request_ids[-1]  # the vendor call, for the admin
+    Conversation.objects.filter(pk=message.conversation_id).update(**changes)
 
 
 def _audio_status(record: TurnRecord, size: int) -> str:

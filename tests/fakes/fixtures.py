@@ -7,6 +7,8 @@
   base_url), timeout 1 s, retry_base_delay 0.01 s; returns the fake.
 * `elevenlabs_library` — TTS_BACKEND="elevenlabs" pointed at `fake_elevenlabs_thread` (for sync views and
   the admin), previews allowed from the fake's origin, and an empty cache; returns the fake.
+* `fake_agents` — an in-process FakeElevenLabsAgents (signed URLs, the convai socket, transcripts) pinging
+  every 50 ms; `fake_agents_thread` the same in a background thread.
 * `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
   (LLM_BACKEND="openai", base_url `fake.url + "/v1"`, model "fake-1"); `openai_settings` returns the fake.
 
@@ -23,6 +25,7 @@ from django.core.cache import cache
 
 from chat.providers.elevenlabs import aclose_shared_clients
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs_agent import FakeElevenLabsAgents
 from tests.fakes.openai import FakeOpenAI
 
 
@@ -62,6 +65,20 @@ def elevenlabs_library(settings, fake_elevenlabs_thread: FakeElevenLabs) -> Iter
     cache.clear()
     yield fake_elevenlabs_thread
     cache.clear()
+
+
+@pytest.fixture
+async def fake_agents() -> AsyncIterator[FakeElevenLabsAgents]:
+    async with FakeElevenLabsAgents(ping_interval=0.05, slow_seconds=5) as fake:
+        yield fake
+        await aclose_shared_clients()
+
+
+@pytest.fixture
+def fake_agents_thread() -> Iterator[FakeElevenLabsAgents]:
+    fake = FakeElevenLabsAgents.start_in_thread(ping_interval=0.05, slow_seconds=5)
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture
