@@ -119,6 +119,7 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
         "Backend",
         "LLM",
         "Voice",
+        "Voices users may pick",
         "Client overrides",
     ]
 

@@ -377,6 +377,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.voice_views.schema_with_previews",  # the async voice preview route
+    ],
     # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
     "ENUM_NAME_OVERRIDES": {
         "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
@@ -417,6 +421,16 @@ if not (
 ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
+# /stream/with-timestamps (word timing for the page) or plain /stream (audio only).
+ELEVENLABS_TIMESTAMPS = env_bool("ELEVENLABS_TIMESTAMPS", True)
+
+# The voice library (admin choices, the page's voice picker): how long the provider's voice and model
+# lists are cached, how many voices are read at most, where previews may be fetched from, how large.
+VOICE_LIBRARY_CACHE_SECONDS = env_int("VOICE_LIBRARY_CACHE_SECONDS", 300)
+VOICE_LIBRARY_MAX_VOICES = env_int("VOICE_LIBRARY_MAX_VOICES", 1000, minimum=1)
+VOICE_PREVIEW_ORIGINS = env_list("VOICE_PREVIEW_ORIGINS", ["https://storage.googleapis.com"])
+VOICE_PREVIEW_MAX_BYTES = env_int("VOICE_PREVIEW_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+AGENT_USER_VOICES_MAX = env_int("AGENT_USER_VOICES_MAX", 50, minimum=1)
 
 # --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
 # Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
@@ -462,6 +476,7 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
+            "timestamps": ELEVENLABS_TIMESTAMPS,
         },
     },
     "espeak": {"BACKEND": "chat.providers.espeak.EspeakTTS", "OPTIONS": {}},

@@ -5,6 +5,8 @@
 * `fake_elevenlabs_thread` — the same in a background thread with its own loop (sync tests, subprocesses).
 * `elevenlabs_settings` — TTS_BACKEND="elevenlabs", its OPTIONS pointed at `fake_elevenlabs` (api_key,
   base_url), timeout 1 s, retry_base_delay 0.01 s; returns the fake.
+* `elevenlabs_library` — TTS_BACKEND="elevenlabs" pointed at `fake_elevenlabs_thread` (for sync views and
+  the admin), previews allowed from the fake's origin, and an empty cache; returns the fake.
 * `fake_agents` — an in-process FakeElevenLabsAgents (signed URLs, the convai socket, transcripts) pinging
   every 50 ms; `fake_agents_thread` the same in a background thread.
 * `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
@@ -19,6 +21,7 @@ import copy
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
+from django.core.cache import cache
 
 from chat.providers.elevenlabs import aclose_shared_clients
 from tests.fakes.elevenlabs import FakeElevenLabs
@@ -48,6 +51,20 @@ def elevenlabs_settings(settings, fake_elevenlabs: FakeElevenLabs) -> FakeEleven
     settings.TTS_PROVIDERS = providers
     settings.TTS_BACKEND = "elevenlabs"
     return fake_elevenlabs
+
+
+@pytest.fixture
+def elevenlabs_library(settings, fake_elevenlabs_thread: FakeElevenLabs) -> Iterator[FakeElevenLabs]:
+    providers = copy.deepcopy(settings.TTS_PROVIDERS)
+    providers["elevenlabs"]["OPTIONS"].update(
+        api_key=fake_elevenlabs_thread.api_key, base_url=fake_elevenlabs_thread.url, timeout=2.0
+    )
+    settings.TTS_PROVIDERS = providers
+    settings.TTS_BACKEND = "elevenlabs"
+    settings.VOICE_PREVIEW_ORIGINS = [fake_elevenlabs_thread.url]
+    cache.clear()
+    yield fake_elevenlabs_thread
+    cache.clear()
 
 
 @pytest.fixture
