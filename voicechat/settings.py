@@ -245,6 +245,16 @@ if not (
 ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
+# The vendor's TTS WebSocket (agents whose TTS transport is `websocket`): multi-stream-input carries a
+# context per reply on one socket per process; stream-input opens a socket per reply.
+ELEVENLABS_WS_MULTI_CONTEXT = env_bool("ELEVENLABS_WS_MULTI_CONTEXT", True)
+ELEVENLABS_WS_CONTEXTS_PER_SOCKET = env_int("ELEVENLABS_WS_CONTEXTS_PER_SOCKET", 5, minimum=1)
+if ELEVENLABS_WS_CONTEXTS_PER_SOCKET > 5:
+    raise ImproperlyConfigured("ELEVENLABS_WS_CONTEXTS_PER_SOCKET is at most 5 (the vendor closes the socket beyond).")
+ELEVENLABS_WS_INACTIVITY_TIMEOUT = env_int("ELEVENLABS_WS_INACTIVITY_TIMEOUT", 20, minimum=1)
+if ELEVENLABS_WS_INACTIVITY_TIMEOUT > 180:
+    raise ImproperlyConfigured("ELEVENLABS_WS_INACTIVITY_TIMEOUT is at most 180 seconds (the vendor's maximum).")
+ELEVENLABS_WS_IDLE_SECONDS = env_float("ELEVENLABS_WS_IDLE_SECONDS", 10.0)
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -263,6 +273,22 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "model_id": ELEVENLABS_MODEL_ID,
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
             "max_concurrency": ELEVENLABS_MAX_CONCURRENCY,
+            "timeout": ELEVENLABS_TIMEOUT,
+            "max_retries": ELEVENLABS_MAX_RETRIES,
+        },
+    },
+    "elevenlabs_ws": {
+        "BACKEND": "chat.providers.elevenlabs_ws.ElevenLabsWebSocketTTS",
+        "OPTIONS": {
+            "api_key": ELEVENLABS_API_KEY,
+            "base_url": ELEVENLABS_BASE_URL,
+            "voice_id": ELEVENLABS_VOICE_ID,
+            "model_id": ELEVENLABS_MODEL_ID,
+            "output_format": ELEVENLABS_OUTPUT_FORMAT,
+            "multi_context": ELEVENLABS_WS_MULTI_CONTEXT,
+            "contexts_per_socket": ELEVENLABS_WS_CONTEXTS_PER_SOCKET,
+            "inactivity_timeout": ELEVENLABS_WS_INACTIVITY_TIMEOUT,
+            "idle_seconds": ELEVENLABS_WS_IDLE_SECONDS,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
         },
@@ -295,6 +321,10 @@ def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str
 
 
 TTS_BACKEND = _backend("TTS_BACKEND", "elevenlabs" if ELEVENLABS_API_KEY else "espeak", TTS_PROVIDERS)
+# What agents on the `websocket` TTS transport speak with; without a key, the same as everyone else.
+TTS_WEBSOCKET_BACKEND = _backend(
+    "TTS_WEBSOCKET_BACKEND", "elevenlabs_ws" if ELEVENLABS_API_KEY else TTS_BACKEND, TTS_PROVIDERS
+)
 LLM_BACKEND = _backend("LLM_BACKEND", "demo", LLM_PROVIDERS)
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
@@ -307,5 +337,10 @@ LOGGING: dict[str, Any] = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs full request URLs at INFO; keep vendor chatter out of the app's log.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    # The TTS WebSocket's frame log (every audio message) stays out too; its key is redacted regardless.
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        "chat.providers.elevenlabs_ws.wire": {"level": "WARNING"},
+    },
 }

@@ -5,6 +5,11 @@
 * `fake_elevenlabs_thread` — the same in a background thread with its own loop (sync tests, subprocesses).
 * `elevenlabs_settings` — TTS_BACKEND="elevenlabs", its OPTIONS pointed at `fake_elevenlabs` (api_key,
   base_url), timeout 1 s, retry_base_delay 0.01 s; returns the fake.
+* `fake_elevenlabs_ws` — an in-process FakeElevenLabsWS (the HTTP fake plus the TTS WebSockets); on teardown
+  the TTS WebSocket provider's sockets of this loop are closed.
+* `elevenlabs_ws_settings` — the `elevenlabs_ws` alias pointed at `fake_elevenlabs_ws` (timeout 2 s, idle
+  sockets closed after 0.5 s), TTS_WEBSOCKET_BACKEND="elevenlabs_ws", and the `elevenlabs` alias at the same
+  fake as TTS_BACKEND, so agents of either transport speak through it; returns the fake.
 * `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
   (LLM_BACKEND="openai", base_url `fake.url + "/v1"`, model "fake-1"); `openai_settings` returns the fake.
 
@@ -19,7 +24,9 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from chat.providers.elevenlabs import aclose_shared_clients
+from chat.providers.elevenlabs_ws import aclose_sockets
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs_ws import FakeElevenLabsWS
 from tests.fakes.openai import FakeOpenAI
 
 
@@ -45,6 +52,30 @@ def elevenlabs_settings(settings, fake_elevenlabs: FakeElevenLabs) -> FakeEleven
     settings.TTS_PROVIDERS = providers
     settings.TTS_BACKEND = "elevenlabs"
     return fake_elevenlabs
+
+
+@pytest.fixture
+async def fake_elevenlabs_ws() -> AsyncIterator[FakeElevenLabsWS]:
+    async with FakeElevenLabsWS(stall_seconds=5) as fake:
+        yield fake
+        await aclose_sockets()
+        await aclose_shared_clients()
+
+
+@pytest.fixture
+def elevenlabs_ws_settings(settings, fake_elevenlabs_ws: FakeElevenLabsWS) -> FakeElevenLabsWS:
+    providers = copy.deepcopy(settings.TTS_PROVIDERS)
+    fake = fake_elevenlabs_ws
+    providers["elevenlabs_ws"]["OPTIONS"].update(
+        api_key=fake.api_key, base_url=fake.url, timeout=2.0, retry_base_delay=0.01, idle_seconds=0.5
+    )
+    providers["elevenlabs"]["OPTIONS"].update(
+        api_key=fake.api_key, base_url=fake.url, timeout=1.0, retry_base_delay=0.01
+    )
+    settings.TTS_PROVIDERS = providers
+    settings.TTS_BACKEND = "elevenlabs"
+    settings.TTS_WEBSOCKET_BACKEND = "elevenlabs_ws"
+    return fake
 
 
 @pytest.fixture
