@@ -17,6 +17,7 @@ from django.utils.safestring import SafeString
 
 from chat import admin_display as display
 from chat.forms import AgentAdminForm
+from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
 from chat.models import Agent, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 
@@ -169,6 +170,15 @@ def _export_message(message: Message) -> dict[str, Any]:
     }
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading quote disarms a formula; users write messages and names."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
 def _download(body: str, *, content_type: str, filename: str) -> HttpResponse:
     response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -242,11 +252,12 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected conversations as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
         writer.writerow(CSV_HEADER)
         for row in export_rows(queryset):
             for m in row["messages"]:
-                writer.writerow([row["id"], row["owner"], m["time"], m["role"], m["status"], m["text"]])
+                cells = [row["id"], row["owner"], m["time"], m["role"], m["status"], m["text"]]
+                writer.writerow([csv_cell(cell) for cell in cells])
         # The BOM makes spreadsheet programs read the file as UTF-8.
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
 

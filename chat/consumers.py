@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import json
 import logging
 import time
 import uuid
@@ -21,10 +22,28 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import protocol
-from chat.limits import Refusal, message_check
+from chat.groups import ConversationFrame, SessionEnded, conversation_group, session_ended_applies, user_group
+from chat.groups import conversation_frame as shared_frame
+from chat.limits import (
+    BudgetView,
+    FrameRate,
+    Refusal,
+    frame_check,
+    message_check,
+    socket_close,
+    socket_open,
+    socket_touch,
+    speech_budget,
+    too_many_connections,
+    turn_claim,
+    turn_release,
+    turn_replaced,
+)
+from chat.limits.gate import LimitsGate
 from chat.models import Agent, Conversation
 from chat.protocol import (
     AlignmentPayload,
+    BudgetEvent,
     ClientData,
     ClientFrame,
     ContextualUpdate,
@@ -50,12 +69,23 @@ from chat.turns.turn import HEARTBEAT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-PING_INTERVAL_SECONDS = 20.0
+PING_INTERVAL_SECONDS = 20.0  # also how often this socket's entry in the socket registry is renewed
 # A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
 # waits this long for it before it is spoken.
 GREETING_WAIT_SECONDS = 0.5
-CLOSE_FRAME_TOO_LARGE = 4009
 MAX_CONTEXT_UPDATES = 20
+CLOSE_SESSION_ENDED = 4001
+# What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
+SHARED_FRAMES = frozenset(
+    {
+        "user_transcript",
+        "agent_chat_response_part",
+        "agent_response",
+        "agent_response_correction",
+        "interruption",
+        "agent_response_complete",
+    }
+)
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -88,16 +118,31 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.greeting_override: str | None = None
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
+        self.groups_joined: list[str] = []
+        self.registered = False
+        self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
             await self.close()  # before accept: the handshake is refused (HTTP 403)
             return
+        await self._join_groups()
         await self.accept()
+        await self._register()
         self.output_format = output_format()
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
         if self.conversation._state.adding and self.agent.first_message.strip():
             self.greeting_pending = True
             asyncio.get_running_loop().call_later(GREETING_WAIT_SECONDS, self._start_greeting)
+
+    @property
+    def user_id(self) -> int:
+        return int(self.scope["user"].pk)
+
+    async def _register(self) -> None:
+        """Count this socket against the user's cap; the oldest ones past it are told to close."""
+        self.registered = True
+        for channel in await socket_open(self.user_id, self.channel_name):
+            await self.channel_layer.send(channel, {"type": "limits.evicted"})
 
     @database_sync_to_async
     def _authorize(self) -> bool:
@@ -134,6 +179,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     "conversation_exists": not self.conversation._state.adding,
                     "speak": self.speak,
                     "binary_audio": self.binary_audio,
+                    "speech_budget": (await speech_budget(self.user_id)).as_payload(),
                 },
             }
         )
@@ -148,6 +194,32 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        groups, self.groups_joined = getattr(self, "groups_joined", []), []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+        if getattr(self, "registered", False):
+            self.registered = False
+            await socket_close(self.user_id, self.channel_name)
+
+    # --- channel layer: what other sockets and processes tell this one (chat/groups.py) -----------
+    async def _join_groups(self) -> None:
+        """Before accept, so a logout racing the handshake still finds this socket."""
+        self.groups_joined = [user_group(self.scope["user"].pk), conversation_group(self.conversation.id)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def session_ended(self, message: SessionEnded) -> None:
+        if self.closed or not session_ended_applies(message, self.scope["session"].session_key):
+            return
+        await self.error("session_ended", "Your session ended (logged out or password changed); log in again.")
+        self.closed = True
+        await self._cancel_turn()
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def conversation_frame(self, message: ConversationFrame) -> None:
+        if message["origin"] != self.channel_name and not self.closed:
+            await self.send(text_data=json.dumps(message["frame"], separators=(",", ":"), ensure_ascii=False))
 
     # --- client → server ---------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -158,12 +230,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("internal_error", "That message could not be handled; please try again.")
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > settings.WS_MAX_FRAME_BYTES:
-            await self.error(
-                "frame_too_large", f"Frames are limited to {settings.WS_MAX_FRAME_BYTES} bytes; this one has {size}."
-            )
-            await self.close(code=CLOSE_FRAME_TOO_LARGE)
+        try:
+            frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
+            self.frame_rate.take()
+        except Refusal as refusal:
+            await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
@@ -237,10 +308,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         assert tts is not None
         await self._cancel_turn()
+        gate = LimitsGate(self.user_id, metered=tts.metered, on_budget=self._send_budget)
         job = speak_message(
-            conversation_id=self.conversation.id, message_id=message_id, agent=self.agent, tts=tts, output=self
+            conversation_id=self.conversation.id,
+            message_id=message_id,
+            agent=self.agent,
+            tts=tts,
+            output=self,
+            gate=gate,
         )
-        self.turn_task = asyncio.create_task(self._run_job(job), name=f"speak-{message_id}")
+        self.turn_task = asyncio.create_task(self._run_job(self._then_close(job, gate)), name=f"speak-{message_id}")
+
+    async def _then_close(self, job: Coroutine[Any, Any, None], gate: LimitsGate) -> None:
+        try:
+            await job
+        finally:
+            await asyncio.shield(gate.close())
 
     async def on_user_message(self, text: object) -> None:
         started_at = time.monotonic()
@@ -250,7 +333,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
-        await self._cancel_turn()
+        await self._cancel_turn()  # first, so its release cannot undo the claim below
+        replaced = await turn_claim(self.user_id, self.channel_name)
+        if replaced is not None:  # the user's turn on another socket, maybe in another process
+            await self.channel_layer.send(replaced, {"type": "limits.turn_replaced"})
         spec = TurnSpec(
             conversation=self.conversation,
             agent=self.agent,
@@ -263,8 +349,18 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             context=tuple(self.context),
         )
         self.context = []
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
-        self.turn_task = asyncio.create_task(self._run_job(turn.run()), name=f"turn-{self.conversation.id}")
+        gate = None
+        if providers.tts is not None:
+            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        job = self._turn_then_release(turn, gate)
+        self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
+
+    async def _turn_then_release(self, turn: Turn, gate: LimitsGate | None) -> None:
+        try:
+            await turn.run()
+        finally:
+            await asyncio.shield(self._turn_ended(gate))
 
     async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
         """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
@@ -275,6 +371,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Exception:
             logger.exception("A reply failed in conversation %s", self.conversation.id)
             await self.error("internal_error", "The reply failed unexpectedly; please try again.")
+
+    async def _turn_ended(self, gate: LimitsGate | None) -> None:
+        """Let go of the user's one running turn; give back speech holds a turn that failed early left."""
+        await turn_release(self.user_id, self.channel_name)
+        if gate is not None:
+            await gate.close()
+
+    async def _send_budget(self, view: BudgetView) -> None:
+        await self.emit({"type": "budget", "budget_event": BudgetEvent(**view.as_payload())})
+
+    # --- from other sockets of the same user (channel layer) --------------------------------
+    async def limits_evicted(self, event: dict[str, Any]) -> None:
+        await self.refuse(too_many_connections())
+
+    async def limits_turn_replaced(self, event: dict[str, Any]) -> None:
+        if self.turn_task is not None and not self.turn_task.done():
+            await self.refuse(turn_replaced())
+            await self._cancel_turn()
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Tell the client what policy refused, and close the socket when the refusal says so."""
+        await self.error(refusal.code, refusal.message)
+        if refusal.close_code is not None:
+            await self.close(code=refusal.close_code)
 
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
@@ -309,7 +429,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
+        if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
+            await self._share(frame)
         return event_id
+
+    async def _share(self, frame: ServerFrame) -> None:
+        try:
+            shared = shared_frame(dict(frame), origin=self.channel_name)
+            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
+        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None
@@ -334,6 +463,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(self.ping_interval)
             sent = time.monotonic()
             event_id = await self.emit({"type": "ping", "ping_event": {"ping_ms": self.last_rtt_ms}})
+            await socket_touch(self.user_id, self.channel_name)
             if len(self.pings) >= 10:  # a client that never answers must not grow this dict
                 self.pings.pop(min(self.pings))
             self.pings[event_id] = sent

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 import uuid
@@ -14,6 +15,8 @@ from django.db import transaction
 from django.db.models import QuerySet
 
 from chat.models import Agent, Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 TITLE_MAX_CHARS = 200
 
@@ -103,9 +106,12 @@ def _audio_names(messages: QuerySet[Message]) -> list[str]:
 
 def _audio_files_delete(names: list[str], *, remove_folders: bool) -> None:
     # After the commit: a rolled-back delete must not lose audio, and a lost file only leaves a dead link.
-    storage = default_storage  # Message.audio's storage
+    storage = default_storage  # Message.audio's storage: a local folder or a bucket (one DELETE per object)
     for name in names:
-        storage.delete(name)
+        try:
+            storage.delete(name)
+        except Exception:  # a bucket hiccup on one object must not keep the rest
+            logger.exception("Could not delete stored audio %s", name)
     if remove_folders and isinstance(storage, FileSystemStorage):
         for folder in {posixpath.dirname(name) for name in names}:
             with contextlib.suppress(OSError):  # not empty, or already gone

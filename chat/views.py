@@ -16,6 +16,7 @@ from chat.forms import SignupForm
 from chat.models import Conversation
 from chat.serializers import AgentSerializer
 from chat.services import agent_list, conversation_get
+from chat.throttles import SignupThrottle, signup_refused
 
 WS_PATH = "/v1/convai/conversation"
 
@@ -53,6 +54,9 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("chat:index")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        throttle = SignupThrottle()  # counts accounts made, so mistyped forms do not use up the allowance
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]  # it reads only request.META
+            return signup_refused(request, form, throttle.wait())
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")

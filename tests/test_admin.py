@@ -460,9 +460,11 @@ def test_it_labels_fields_and_choices_as_a_person_would_write_them(admin_client,
     assert "Partial (audio failed mid-reply)" in listing and "partial (audio failed" not in listing
     assert [label for _, label in Message.AudioStatus.choices] == [
         "No audio",
+        "Being synthesised",
         "Partial (audio failed mid-reply)",
         "Complete",
         "Failed",
+        "Stopped (speech allowance used up)",
     ]
 
 

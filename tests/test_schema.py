@@ -26,6 +26,8 @@ def test_it_describes_every_endpoint(schema) -> None:
         "/api/conversations/{id}/",
         "/api/conversations/{id}/messages/",
         "/api/messages/{id}/audio/",
+        "/api/greetings/{id}/audio/",
+        "/api/usage/",
     }
     assert set(schema["paths"]["/api/conversations/{id}/"]) - {"parameters"} == {"get", "patch", "delete"}
 

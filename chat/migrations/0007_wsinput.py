@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('chat', '0005_greeting'),
+        ('chat', '0006_limits'),
     ]
 
     operations = [
