@@ -7,7 +7,8 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Sequence
+import time
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import pytest
@@ -32,7 +33,7 @@ from chat.providers.elevenlabs_ws import ElevenLabsWebSocketTTS, open_sockets
 from chat.speech import SpeechChunk
 from chat.turns import Turn
 from chat.turns.backends import reply_providers
-from chat.turns.relay import ReplyTiming
+from chat.turns.relay import ReplyTiming, SpeechGate
 from chat.turns.stream_relay import StreamingSpeechRelay
 from tests.fakes.elevenlabs import KNOWN_VOICES
 from tests.fakes.elevenlabs_contract import pcm_for
@@ -145,6 +146,12 @@ async def test_it_speaks_a_whole_reply_over_one_context_byte_for_byte(conversati
     starts = [sum(sizes[:i]) for i in range(len(sizes))]
     # Each chunk ends where its audio does, as soon as it has been relayed (not all at the stream's end).
     assert [(s, e, r) for _, s, e, r in turn.ends] == [(a, a + n, a + n) for a, n in zip(starts, sizes, strict=True)]
+    # Frames of about 150 ms (the vendor's messages are 50 ms), none across a chunk's end, and each with
+    # the vendor's timing of exactly the characters it says.
+    frames = out.of("audio")
+    assert len(frames) <= sum(sizes) // (RATE * 2 * 150 // 1000) + 2 * len(sizes)
+    said = "".join(c for _, timing in frames if timing for c in timing["chars"])
+    assert said == "".join(context.generations)
     await message.arefresh_from_db()
     assert message.status == "complete" and message.audio_status == "complete"
     assert message.tts_backend == "elevenlabs_ws" and message.tts_characters == sum(len(t) for t in context.generations)
@@ -348,6 +355,32 @@ async def test_it_reports_an_unreachable_vendor(conversation) -> None:
     assert [e["code"] for e in out.of("error")] == ["tts_unavailable"] and open_sockets() == 0
 
 
+class SlotLog(SpeechGate):
+    """Notes when the vendor slot is taken and given back."""
+
+    def __init__(self) -> None:
+        self.log: list[tuple[str, float]] = []
+
+    @contextlib.asynccontextmanager
+    async def slot(self, on_queued: Callable[[int | None], Awaitable[None]]) -> AsyncIterator[None]:
+        self.log.append(("take", time.monotonic()))
+        try:
+            yield
+        finally:
+            self.log.append(("give", time.monotonic()))
+
+
+async def test_it_holds_a_vendor_slot_only_while_the_vendor_owes_audio(conversation, fake_elevenlabs_ws) -> None:
+    fake, gate = fake_elevenlabs_ws, SlotLog()
+    parts = [REPLY[0] + REPLY[1][:5], REPLY[1][5:]]  # a second sentence after a pause in the writing
+    await Turn(spec_for(conversation), output=Recorder(), llm=PausingLLM(parts, 0.5), tts=ws_tts(fake), gate=gate).run()
+
+    # Taken for the first sentence, given back once its audio was in, taken again for the second.
+    assert [kind for kind, _ in gate.log] == ["take", "give", "take", "give"]
+    assert gate.log[1][1] - gate.log[0][1] < 0.4 and gate.log[2][1] - gate.log[1][1] > 0.3
+    assert fake.left_open() == [] and len(fake.contexts) == 1  # one context all along
+
+
 async def test_it_stops_sending_at_a_refused_chunk_and_ends_the_context(conversation, fake_elevenlabs_ws) -> None:
     fake, out, gate = fake_elevenlabs_ws, Recorder(), BudgetGate(allowed=1)
     await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=ws_tts(fake), gate=gate).run()
@@ -424,13 +457,14 @@ class _OneStream(SpeechStream):
     async def close(self) -> None:
         self.ended.set()
 
-    def __aiter__(self) -> AsyncIterator[AudioPart]:
-        return self._parts()
+    def __aiter__(self) -> _OneStream:
+        return self
 
-    async def _parts(self) -> AsyncIterator[AudioPart]:
+    async def __anext__(self) -> AudioPart:
         await self.ended.wait()
-        for part in self.script:
-            yield part
+        if not self.script:
+            raise StopAsyncIteration
+        return self.script.pop(0)
 
 
 class ScriptedStreamingTTS(StreamingTTSProvider):

@@ -154,7 +154,8 @@ class SpeechStream(ABC):
 
     Iterate it for `AudioPart`s (PCM, any split, each with the vendor's alignment relative to that part
     when it sent one); iteration ends once the audio of everything sent has arrived after `end()`, and
-    raises ProviderError when the vendor fails. `receipt` fills in as it runs (characters sent, first byte).
+    raises ProviderError when the vendor fails. Waiting for the next part may be cut short (a timeout
+    around `anext`) without losing anything. `receipt` fills in as it runs (characters sent, first byte).
     """
 
     receipt: SpeechReceipt

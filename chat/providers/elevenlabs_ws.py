@@ -35,7 +35,6 @@ import time
 import uuid
 import weakref
 from collections import deque
-from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlencode
 
@@ -538,19 +537,21 @@ class _Stream(SpeechStream):
                 await self._send(self.provider.close_message(self.context_id))
         # The context still counts against the socket until its isFinal; its audio is dropped meanwhile.
 
-    def __aiter__(self) -> AsyncIterator[AudioPart]:
-        return self._parts()
+    def __aiter__(self) -> _Stream:
+        return self
 
-    async def _parts(self) -> AsyncIterator[AudioPart]:
+    async def __anext__(self) -> AudioPart:
+        # A coroutine, not an async generator: a caller may wait on it with a timeout and cancel the
+        # wait, and nothing is lost (the parts stay queued here).
         while True:
-            while self.parts and not self.closed:
-                yield self.parts.popleft()
             if self.closed:
-                return
+                raise StopAsyncIteration
+            if self.parts:
+                return self.parts.popleft()
             if self.error is not None:
                 raise self.error
             if self.final:
-                return
+                raise StopAsyncIteration
             self.changed.clear()
             if self.waiting_since is None:
                 await self.changed.wait()
