@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 from websockets.exceptions import ConnectionClosed
@@ -155,6 +156,7 @@ async def test_it_speaks_a_whole_reply_over_one_context_byte_for_byte(conversati
     await message.arefresh_from_db()
     assert message.status == "complete" and message.audio_status == "complete"
     assert message.tts_backend == "elevenlabs_ws" and message.tts_characters == sum(len(t) for t in context.generations)
+    assert message.tts_request_ids == [context.context_id]  # the stream's name, once, to find its records
     # Word timings come from the vendor's alignment: the second sentence starts where its audio does.
     second = next(word for word in message.words if word[0] >= len(REPLY[0]))
     assert second[2] == round(sizes[0] / 2 / RATE * 1000)
@@ -582,3 +584,20 @@ async def test_it_closes_the_socket_on_a_sixth_context_like_the_vendor(fake_elev
     assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
     assert closed.value.rcvd.reason == MAX_CONTEXTS_REASON.format(5)
     assert messages == [{"message": MAX_CONTEXTS_REASON.format(5), "error": "max_active_conversations", "code": 1008}]
+
+
+async def test_it_lists_each_context_with_the_http_requests_for_a_harness(fake_elevenlabs_ws) -> None:
+    fake = fake_elevenlabs_ws
+    tts = ws_tts(fake)
+    await speak(tts, REPLY[:2])
+    http = ElevenLabsTTS(api_key=fake.api_key, base_url=fake.url, voice_id=VOICE)
+    async for _ in http.synthesize(SpeechRequest(text=REPLY[0]), SpeechReceipt()):
+        pass
+    async with aiohttp.ClientSession() as session, session.get(fake.url + "/_fake/requests") as response:
+        rows = {row["request_id"]: row for row in await response.json()}
+    context = fake.contexts[0]
+    row = rows[context.context_id]
+    assert row["path"].endswith("/multi-stream-input") and row["finished"] is True
+    assert [size for _, size in row["sends"]] == [size for _, size in context.sends]
+    assert row["pcm_bytes"] == len(spoken_pcm(fake)) and row["received_at"] <= row["sends"][0][0]
+    assert len(rows) == 2  # and the HTTP request, as before

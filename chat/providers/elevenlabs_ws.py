@@ -171,6 +171,7 @@ class ElevenLabsWebSocketTTS(StreamingTTSProvider):
             # A fresh id per context, never reused: late audio of an old one cannot be taken for a new one's.
             context_id = uuid.uuid4().hex if self.multi_context else ""
             stream = _Stream(self, context_id, receipt)
+            receipt.request_id = context_id  # the vendor's name for this stream, for correlating records
             socket = _pool(self, url).reserve(stream)
             try:
                 await socket.wait_connected()

@@ -232,6 +232,8 @@ class StreamingSpeechRelay:
     async def _speak(self, chunk: SpeechChunk) -> None:
         assert self.stream is not None
         spoken = _Spoken(chunk, need=_timed_characters(chunk.text))
+        if not self.syntheses:  # the stream's id names the reply's speech once, like a request id
+            spoken.receipt.request_id = self.receipt.request_id
         self.syntheses.append(spoken)
         self._unfinished.append(spoken)
         self._owed += 1

@@ -99,6 +99,7 @@ class RecordedContext:
     pcm: bytearray = field(default_factory=bytearray)
     audio_messages: int = 0
     sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, PCM bytes)
+    first_text_at: float | None = None  # when its first text came: what a request's arrival is on HTTP
     first_audio_at: float | None = None
     keep_alives: int = 0
     closed_by_client: bool = False
@@ -227,6 +228,34 @@ class FakeElevenLabsWS(FakeElevenLabs):
         return ws
 
     # --- test control over HTTP (for a fake in another process) ------------------------------
+    async def control_requests(self, request: web.Request) -> web.Response:
+        """The HTTP requests, then one row per WebSocket context in the same shape, keyed by its context id
+        (what the streaming provider reports as the reply's request id), so one harness reads both."""
+        response = await super().control_requests(request)
+        assert response.text is not None
+        rows: list[dict[str, Any]] = json.loads(response.text)
+        for context in self.contexts:
+            socket = self.sockets[context.socket]
+            rows.append(
+                {
+                    "path": f"/v1/text-to-speech/{socket.voice_id}/{socket.endpoint}",
+                    "voice_id": socket.voice_id,
+                    "query": socket.query,
+                    "body": {"text": "".join(context.texts)},
+                    "headers": socket.headers,
+                    "key_ok": socket.key_ok,
+                    "received_at": context.first_text_at or context.created_at,
+                    "status": 200 if socket.close_code in (None, 1000) else socket.close_code,
+                    "fault": context.fault,
+                    "request_id": context.context_id,
+                    "sends": context.sends,
+                    "finished": context.final_sent,
+                    "disconnected_early": context.closed_by_client and context.audio_after_close > 0,
+                    "pcm_bytes": sum(size for _, size in context.sends),
+                }
+            )
+        return web.json_response(rows)
+
     async def control_ws_faults(self, request: web.Request) -> web.Response:
         data = await request.json()
         try:
@@ -531,6 +560,8 @@ class _Session:
 
     def _text(self, context: _Context, text: str) -> None:
         context.record.texts.append(text)
+        if context.record.first_text_at is None:
+            context.record.first_text_at = time.monotonic()
         if not text.endswith(" "):
             self.fake.problems.append(f"text does not end with a space: {text[-20:]!r}")
 
@@ -701,6 +732,9 @@ def main() -> None:
     parser.add_argument("--chunk-ms", type=float, default=50.0)
     parser.add_argument("--inactivity-timeout", type=float, default=20.0)
     parser.add_argument("--log-sends", type=Path, help="append one JSON line per HTTP chunk sent to this file")
+    parser.add_argument(
+        "--pace-poll-ms", type=float, default=10.0, help="how often HTTP pacing checks for a gone client"
+    )
     args = parser.parse_args()
     log = args.log_sends.open("a") if args.log_sends else None
     fake = FakeElevenLabsWS(
@@ -711,6 +745,7 @@ def main() -> None:
         inactivity_timeout=args.inactivity_timeout,
         log_sends=log,
         keep_audio=False,
+        pace_poll_ms=args.pace_poll_ms,
     )
 
     async def serve() -> None:
