@@ -22,8 +22,10 @@ The protocol, as ../shared/ELEVENLABS.md §4 and the SDK's message types describ
   without any context for that long.
 * audio messages carry `chunk_ms` of PCM each with the alignment of the characters that start in them,
   times relative to that message; with `sync_alignment=true` every message has it, without it every
-  second one has `alignment: null` (the vendor may omit it). A context's generations play back to back
-  on one timeline; `realtime` paces them like the HTTP fake; `first_byte_ms` is each generation's latency.
+  second one has `alignment: null` (the vendor may omit it). Each generation is made from the moment it
+  was flushed, `first_byte_ms` later, and with `realtime` paced from then on like an HTTP request of
+  the HTTP fake; a context's generations are sent in order, so one made while the previous was still
+  being sent follows it at once (the vendor generates ahead; so do two HTTP requests in flight).
 
 Faults (`fail_ws_next(kind, times, seconds=...)`, `fail_ws_always(kind)`, or `POST /_fake/ws-faults`)
 are listed in WS_FAULTS. Records: `sockets` (RecordedSocket: every client message, the close, the
@@ -601,9 +603,8 @@ class _Session:
 
     # --- audio -------------------------------------------------------------------------------
     async def _speak(self, context: _Context) -> None:
-        """Generate the context's flushed texts one after another on one audio timeline, then isFinal."""
+        """Send the context's flushed texts' audio in order, then isFinal."""
         fake = self.fake
-        timeline = 0.0  # monotonic time at which the audio sent so far has finished playing
         first = True
         try:
             while True:
@@ -622,8 +623,7 @@ class _Session:
                 if first and fault == "slow_first_audio":
                     latency += context.fault.seconds if context.fault else 0.0
                 first = False
-                start = max(flushed_at + latency, timeline)
-                timeline = await self._send_generation(context, text, start)
+                await self._send_generation(context, text, flushed_at + latency)
             await self.send({"isFinal": True, **self._context_field(context)})
             context.record.final_sent = True
         except (_Closed, ConnectionResetError):
@@ -634,9 +634,8 @@ class _Session:
         if not self.multi:
             await self.close(1000)
 
-    async def _send_generation(self, context: _Context, text: str, start: float) -> float:
-        """Send one generation's audio from `start`; returns when its audio has finished playing (when paced
-        in real time; otherwise the next generation may start at once)."""
+    async def _send_generation(self, context: _Context, text: str, start: float) -> None:
+        """Send one generation's audio, made from `start` on (and paced from then, in real time)."""
         fake = self.fake
         pcm = pcm_for(text, self.rate, fake.ms_per_char)
         piece_bytes = max(2, round(self.rate * fake.ws_chunk_ms / 1000) * 2)
@@ -659,7 +658,6 @@ class _Session:
             await self.send(message)
             self._record_send(context, piece)
             sent += len(piece)
-        return start + len(pcm) / 2 / self.rate if fake.realtime else start
 
     async def _break(self, context: _Context) -> None:
         """Inject the context's mid-stream fault."""
