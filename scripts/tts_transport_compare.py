@@ -50,14 +50,14 @@ KEY = "test-elevenlabs-key"
 class CountingSink:
     started: float
     first_audio: float | None = None
-    bytes: int = 0
+    size: int = 0
     frames: int = 0
     errors: list[str] = field(default_factory=list)
 
     async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:
         if self.first_audio is None:
             self.first_audio = time.monotonic()
-        self.bytes += len(pcm)
+        self.size += len(pcm)
         self.frames += 1
 
     async def speech_alignment(self, chunk: SpeechChunk, alignment: Alignment, chunk_offset_bytes: int) -> None:
@@ -101,7 +101,7 @@ async def level(tts: TTSProvider, replies: int, spread: float, chunk_every: floa
     cpu, wall = time.process_time(), time.monotonic()
     sinks = await asyncio.gather(*(one_reply(tts, d, chunk_every) for d in delays))
     cpu, wall = time.process_time() - cpu, time.monotonic() - wall
-    audio_s = sum(s.bytes for s in sinks) / 2 / tts.sample_rate
+    audio_s = sum(s.size for s in sinks) / 2 / tts.sample_rate
     ttfa = sorted((s.first_audio - s.started) * 1000 for s in sinks if s.first_audio is not None)
     return {
         "ttfa_p50_ms": statistics.median(ttfa),
@@ -115,7 +115,32 @@ async def level(tts: TTSProvider, replies: int, spread: float, chunk_every: floa
     }
 
 
-async def main() -> None:
+async def compare(url: str, args: argparse.Namespace) -> None:
+    voice = "JBFqnCBsd6RMkjVDRZzb"
+    transports: dict[str, TTSProvider] = {
+        "http /stream": ElevenLabsTTS(api_key=KEY, base_url=url, voice_id=voice),
+        "ws multi-stream-input": ElevenLabsWebSocketTTS(api_key=KEY, base_url=url, voice_id=voice),
+        "ws stream-input": ElevenLabsWebSocketTTS(api_key=KEY, base_url=url, voice_id=voice, multi_context=False),
+    }
+    for tts in transports.values():  # warm: pooled connections and sockets, imports
+        await level(tts, 1, 0.0, 0.0)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in transports}
+    for _ in range(args.rounds):
+        for name, tts in transports.items():
+            results[name].append(await level(tts, args.replies, args.spread, args.chunk_every))
+    print(f"{args.replies} replies at once (started over {args.spread:g} s), {args.rounds} rounds, medians:")
+    for name, runs in results.items():
+        row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+        print(
+            f"  {name:24} TTFA p50 {row['ttfa_p50_ms']:6.1f} ms  p95 {row['ttfa_p95_ms']:6.1f}  "
+            f"max {row['ttfa_max_ms']:6.1f}  CPU {row['cpu_s_per_audio_s'] * 1000:6.3f} ms/audio s  "
+            f"frames {row['frames_per_audio_s']:4.1f}/audio s  errors {row['errors']:g}"
+        )
+    await aclose_sockets()
+    await aclose_shared_clients()
+
+
+def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--replies", type=int, default=20)
     parser.add_argument("--rounds", type=int, default=2)
@@ -128,33 +153,11 @@ async def main() -> None:
     fake = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert fake.stdout is not None
-        url = fake.stdout.readline().strip()
-        voice = "JBFqnCBsd6RMkjVDRZzb"
-        transports: dict[str, TTSProvider] = {
-            "http /stream": ElevenLabsTTS(api_key=KEY, base_url=url, voice_id=voice),
-            "ws multi-stream-input": ElevenLabsWebSocketTTS(api_key=KEY, base_url=url, voice_id=voice),
-            "ws stream-input": ElevenLabsWebSocketTTS(api_key=KEY, base_url=url, voice_id=voice, multi_context=False),
-        }
-        for tts in transports.values():  # warm: pooled connections and sockets, imports
-            await level(tts, 1, 0.0, 0.0)
-        results: dict[str, list[dict[str, float]]] = {name: [] for name in transports}
-        for _ in range(args.rounds):
-            for name, tts in transports.items():
-                results[name].append(await level(tts, args.replies, args.spread, args.chunk_every))
-        print(f"{args.replies} replies at once (started over {args.spread:g} s), {args.rounds} rounds, medians:")
-        for name, runs in results.items():
-            row = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
-            print(
-                f"  {name:24} TTFA p50 {row['ttfa_p50_ms']:6.1f} ms  p95 {row['ttfa_p95_ms']:6.1f}  "
-                f"max {row['ttfa_max_ms']:6.1f}  CPU {row['cpu_s_per_audio_s'] * 1000:6.3f} ms/audio s  "
-                f"frames {row['frames_per_audio_s']:4.1f}/audio s  errors {row['errors']:g}"
-            )
-        await aclose_sockets()
-        await aclose_shared_clients()
+        asyncio.run(compare(fake.stdout.readline().strip(), args))
     finally:
         fake.terminate()
         fake.wait(10)
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    main()
