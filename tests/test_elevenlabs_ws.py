@@ -323,6 +323,20 @@ async def test_it_reports_a_vendor_fault_and_keeps_the_text(
     assert fake.left_open() == []  # a failed context is closed too, not left on the socket
 
 
+async def test_it_retires_a_socket_the_vendor_leaves_a_closed_context_on(conversation, fake_elevenlabs_ws) -> None:
+    fake = fake_elevenlabs_ws
+    fake.fail_ws_next("stall")  # the vendor goes quiet on this context, isFinal included, for 5 s
+    tts = ws_tts(fake, timeout=0.3)
+    stalled = await speak(tts, REPLY[:1])
+    assert stalled.failed == ["tts_timeout"] and fake.contexts[0].closed_by_client
+    async with asyncio.timeout(3):
+        while fake.open_sockets:  # noqa: ASYNC110 - until we have given up on that socket
+            await asyncio.sleep(0.02)
+    assert fake.sockets[0].received[-1][1] == {"close_socket": True}
+    after = await speak(tts, REPLY[:1])  # the next reply gets a socket of its own
+    assert after.failed == [] and len(fake.sockets) == 2
+
+
 async def test_it_explains_a_rejected_key(conversation, fake_elevenlabs_ws) -> None:
     fake = fake_elevenlabs_ws
     tts = ElevenLabsWebSocketTTS(api_key="not-the-key", base_url=fake.url, voice_id=VOICE, timeout=2.0)

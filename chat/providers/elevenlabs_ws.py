@@ -409,6 +409,7 @@ class _Socket:
             return
         if stream is None:
             return  # a message for a context we no longer track (its isFinal came already)
+        stream.heard()
         audio = data.get("audio")
         if audio:
             try:
@@ -430,6 +431,15 @@ class _Socket:
             await asyncio.sleep(tick)
             now = time.monotonic()
             if not self.contexts and self.idle_since is not None and now - self.idle_since >= provider.idle_seconds:
+                await self.shutdown()
+                return
+            lost = [s for s in self.contexts.values() if s.unfinished_since(now) > provider.timeout]
+            if lost and not self.closing:
+                # Contexts we closed that the vendor never finished still count against this socket's
+                # five, for good: take no more, and close it once only those are left.
+                logger.warning("ElevenLabs never finished %d closed speech contexts; retiring that socket", len(lost))
+                self.closing = True
+            if lost and len(lost) == len(self.contexts):
                 await self.shutdown()
                 return
             for stream in list(self.contexts.values()):
@@ -481,6 +491,8 @@ class _Stream(SpeechStream):
         self.ended = False  # we sent the close: no more text
         self.closed = False  # stopped by us: audio still arriving is dropped
         self.last_sent = time.monotonic()
+        self.last_heard = time.monotonic()  # the vendor's last message for this context, even one dropped
+        self.ended_at: float | None = None
         self.waiting_since: float | None = None  # audio is owed to us since then (a stall clock)
 
     async def start(self, socket: _Socket, init: str) -> None:
@@ -508,7 +520,7 @@ class _Stream(SpeechStream):
     async def end(self) -> None:
         if self.ended or self.closed or self.error is not None:
             return
-        self.ended = True
+        self.ended, self.ended_at = True, time.monotonic()
         self._owed()
         await self._send(self.provider.close_message(self.context_id))
 
@@ -533,7 +545,7 @@ class _Stream(SpeechStream):
             await socket.shutdown()
             return
         if not self.ended:
-            self.ended = True
+            self.ended, self.ended_at = True, time.monotonic()
             with contextlib.suppress(ProviderError):
                 await self._send(self.provider.close_message(self.context_id))
         # The context still counts against the socket until its isFinal; its audio is dropped meanwhile.
@@ -590,10 +602,19 @@ class _Stream(SpeechStream):
         self.changed.set()
         if self.socket is not None and not self.socket.gone and not self.ended:
             # Our side of the context is closed too, so it never lingers on the shared socket.
-            self.ended = True
+            self.ended, self.ended_at = True, time.monotonic()
             if self.provider.multi_context:
                 message = self.provider.close_message(self.context_id)
                 _in_background(_quietly(self.socket.send(message)), "elevenlabs-ws-close")
+
+    def heard(self) -> None:
+        self.last_heard = time.monotonic()
+
+    def unfinished_since(self, now: float) -> float:
+        """Seconds since we closed this context without the vendor saying a word of it since (0: not so)."""
+        if self.final or self.ended_at is None:
+            return 0.0
+        return now - max(self.ended_at, self.last_heard)
 
     def needs_keepalive(self, now: float) -> bool:
         return not self.final and not self.ended and now - self.last_sent >= self.provider.keepalive_seconds
