@@ -40,12 +40,20 @@ from tests.fakes.elevenlabs import KNOWN_VOICES
 from tests.fakes.elevenlabs_contract import pcm_for
 from tests.fakes.elevenlabs_ws import INACTIVITY_REASON, MAX_CONTEXTS_REASON, FakeElevenLabsWS
 from tests.test_turns import REPLY, BudgetGate, Recorder, ScriptedLLM, spec_for
-from tests.wsclient import connect, receive_until, send
+from tests.wsclient import TurnLog, connect, receive_until, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 RATE = 24000
 VOICE = KNOWN_VOICES[0]
+
+
+@pytest.fixture(autouse=True)
+def _quick_demo_llm(settings):
+    """Turns through the consumer use the demo LLM, written at once."""
+    settings.LLM_PROVIDERS = {**settings.LLM_PROVIDERS, "demo": {**settings.LLM_PROVIDERS["demo"]}}
+    settings.LLM_PROVIDERS["demo"]["OPTIONS"] = {"tokens_per_second": 0}
+    settings.LLM_BACKEND = "demo"
 
 
 def ws_tts(fake: FakeElevenLabsWS, **options: Any) -> ElevenLabsWebSocketTTS:
@@ -555,6 +563,31 @@ async def test_it_speaks_the_greeting_over_the_websocket_too(user, agent, eleven
     await communicator.disconnect()
     assert log.of("agent_response")[0]["greeting"] is True
     assert log.audio == spoken_pcm(fake) and fake.tts_requests() == []
+
+
+async def test_it_relays_no_late_audio_when_a_new_message_interrupts(user, agent, elevenlabs_ws_settings) -> None:
+    fake = elevenlabs_ws_settings
+    fake.realtime = True
+    agent.tts_transport = Agent.TtsTransport.WEBSOCKET
+    await agent.asave()
+    communicator, connected = await connect(user)
+    assert connected
+    await communicator.receive_json_from()
+    await send(communicator, {"type": "user_message", "text": "Tell me something."})
+    first = TurnLog()
+    while len(first.of("audio")) < 3:
+        first.frames.append(json.loads(await communicator.receive_from(timeout=10)))
+    await send(communicator, {"type": "user_message", "text": "Something else, please."})
+    rest = await receive_until(communicator)  # the first turn's end: interruption, correction, complete
+    fake.realtime = False
+    second = await receive_until(communicator)
+    await communicator.disconnect()
+
+    assert "interruption" in rest.types and rest.of("audio") == []  # nothing after the first audio we saw
+    assert len(fake.contexts) == 2 and fake.contexts[0].closed_by_client and fake.contexts[0].audio_after_close > 0
+    assert spoken_pcm(fake, 0).startswith(first.audio) and len(first.audio) < len(spoken_pcm(fake, 0))
+    assert second.audio == spoken_pcm(fake, 1) and second.of("error") == []
+    assert fake.left_open() == [] and fake.problems == [] and len(fake.sockets) == 1
 
 
 async def _one_turn(user: Any) -> Any:
