@@ -495,10 +495,7 @@ class _Session:
             if text != " ":
                 await self.fail("invalid_message", "The first message must have text set to a single space.")
             self.initialised = True
-            opened = self._open("", data, self.fake._take_fault(_CONTEXT_FAULTS))
-            opened.record.voice_settings = data.get("voice_settings")
-            opened.record.generation_config = data.get("generation_config")
-            self._configure(opened, data)
+            self._open("", data, self.fake._take_fault(_CONTEXT_FAULTS))
             return
         context = self.live.get("")
         if context is None or context.closing:
@@ -547,9 +544,6 @@ class _Session:
                 reason = MAX_CONTEXTS_REASON.format(self.fake.max_contexts)
                 await self.fail("max_active_conversations", reason)
             context = self._open(context_id, data, self.fake._take_fault(_CONTEXT_FAULTS))
-            context.record.voice_settings = data.get("voice_settings")
-            context.record.generation_config = data.get("generation_config")
-            self._configure(context, data)
         else:
             self._check_settings(context, data)
         context.last_input = self.last_input
@@ -579,12 +573,19 @@ class _Session:
                 self.fake.problems.append(f"{name} changed after the first message of its context")
 
     def _open(self, context_id: str, data: dict[str, Any], fault: WsFault | None) -> _Context:
+        """A new context, from its first message (settings are taken from there only)."""
         record = RecordedContext(
-            context_id=context_id, socket=self.index, created_at=time.monotonic(), fault=fault.kind if fault else ""
+            context_id=context_id,
+            socket=self.index,
+            created_at=time.monotonic(),
+            voice_settings=data.get("voice_settings"),
+            generation_config=data.get("generation_config"),
+            fault=fault.kind if fault else "",
         )
         self.record.contexts.append(record)
         self.fake.contexts.append(record)
         context = _Context(self, record, fault)
+        self._configure(context, data)
         self.live[context_id] = context
         self.fake.open_contexts += 1
         self.fake.peak_contexts = max(self.fake.peak_contexts, self.fake.open_contexts)
