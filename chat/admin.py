@@ -7,7 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
@@ -16,9 +16,12 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chat import admin_display as display
+from chat.api_keys import api_key_assign
+from chat.elevenlabs_agents import conversation_vendor_fetch, vendor_record_html
 from chat.forms import AgentAdminForm
 from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
-from chat.models import Agent, Conversation, Message
+from chat.models import Agent, ApiKey, Conversation, Message
+from chat.providers.base import ProviderError
 from chat.services import conversation_delete_many, message_delete_many
 
 if TYPE_CHECKING:
@@ -46,6 +49,7 @@ MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
         "tts_request_ids",
     ),
     "Timings": ("timings", *TIMINGS, "client_underruns"),
+    "Feedback": ("feedback", "feedback_at"),
     "Source text": ("text",),
 }
 SOURCE_TEXT_NOTE = "The text exactly as stored, markdown and all."
@@ -62,10 +66,18 @@ admin.site.enable_nav_sidebar = False
 class AgentAdmin(admin.ModelAdmin):
     form = AgentAdminForm
     list_display = ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
-    list_filter = ["is_active", "is_default"]
+    list_filter = ["is_active", "is_default", "backend"]
     search_fields = ["name", "system_prompt"]
     fieldsets = [
         ("Persona", {"fields": ["name", "system_prompt", "first_message", "is_default", "is_active"]}),
+        (
+            "Backend",
+            {
+                "fields": ["backend", "elevenlabs_agent_id"],
+                "description": "An ElevenLabs agent writes and speaks replies itself: the LLM and voice settings "
+                "below then apply only where ELEVENLABS_AGENT_OVERRIDES passes them on (docs/agents.md).",
+            },
+        ),
         ("LLM", {"fields": ["llm"]}),
         (
             "Voice",
@@ -78,8 +90,17 @@ class AgentAdmin(admin.ModelAdmin):
                     ("stability", "similarity_boost"),
                     ("style", "speed"),
                     "use_speaker_boost",
+                    "output_format",
                 ],
                 "description": "ElevenLabs ranges: stability, similarity boost and style 0–1; speed 0.7–1.2.",
+            },
+        ),
+        (
+            "Client overrides",
+            {
+                "fields": ["allow_voice_override", "allow_first_message_override", "allow_language_override"],
+                "description": "What an SDK's conversation_initiation_client_data may change; any other override "
+                "closes the socket with the error override_not_allowed, as on ElevenLabs.",
             },
         ),
     ]
@@ -190,11 +211,30 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ["title_or_id", "owner", "agent", "message_count", "characters_billed", "updated_at"]
     list_filter = ["agent", MessageStatusFilter, "created_at", "updated_at"]
     search_fields = ["title", "owner__username", "messages__text"]
-    readonly_fields = ["id", "owner", "agent", "created_at", "updated_at", "speech"]
-    fields = ["id", "title", "owner", "agent", "created_at", "updated_at", "speech"]
+    fields = [
+        "id",
+        "title",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "speech",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
+    readonly_fields = [
+        "id",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "speech",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
     list_select_related = ["owner", "agent"]
     inlines = [TranscriptInline]
-    actions = ["export_json", "export_csv"]
+    actions = ["export_json", "export_csv", "fetch_elevenlabs_record"]
     date_hierarchy = "updated_at"
 
     class Media:
@@ -261,12 +301,28 @@ class ConversationAdmin(admin.ModelAdmin):
         # The BOM makes spreadsheet programs read the file as UTF-8.
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
 
+    @admin.action(description="Fetch the ElevenLabs agent transcripts, to compare")
+    def fetch_elevenlabs_record(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        fetched = 0
+        for conversation in queryset:
+            try:
+                fetched += len(conversation_vendor_fetch(conversation=conversation))
+            except ProviderError as exc:
+                self.message_user(request, f"{conversation}: {exc.message}", level=messages.ERROR)
+        self.message_user(request, f"Fetched {fetched} ElevenLabs call record(s).")
+
+    @admin.display(description="ElevenLabs record")
+    def vendor_record(self, conversation: Conversation) -> str:
+        return vendor_record_html(conversation.elevenlabs_record)
+
 
 def _shows(section: str | None, message: Message | None) -> bool:
     if section == "Error":
         return bool(message and (message.error_code or message.error_message))
     if section in ("Audio and cost", "Timings"):
         return bool(message and message.role == Message.Role.ASSISTANT)
+    if section == "Feedback":
+        return bool(message and message.feedback)
     return True
 
 
@@ -290,9 +346,10 @@ class MessageAdmin(admin.ModelAdmin):
         "owner",
         "billed",
         "heard",
+        "feedback",
     ]
     list_display_links = ["when", "text_preview"]
-    list_filter = ["role", "status", "audio_status", "error_code"]
+    list_filter = ["role", "status", "audio_status", "error_code", "feedback"]
     search_fields = ["text", "conversation__title", "conversation__owner__username"]
     ordering = ["-created_at"]
     date_hierarchy = "created_at"
@@ -374,3 +431,26 @@ class MessageAdmin(admin.ModelAdmin):
     def heard(self, message: Message) -> str:
         """How long after Send the browser played the reply's first sound."""
         return f"{message.client_first_audible_ms} ms" if message.client_first_audible_ms is not None else ""
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys for the ElevenLabs-shaped API (`xi-api-key`); a new key is shown once, then only its prefix."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "user__username", "prefix"]
+    autocomplete_fields = ["user"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("user", "name") if obj is None else ("user", "name", "prefix", "created_at", "last_used_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else ("user", "prefix", "created_at", "last_used_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            raw_key = api_key_assign(obj)
+            notice = f"The new key for {obj.user} is {raw_key} — copy it now; it is not shown again."
+            self.message_user(request, notice, messages.WARNING)
+        super().save_model(request, obj, form, change)

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
+import copy
 import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -41,6 +44,7 @@ from chat.limits import (
 )
 from chat.limits.gate import LimitsGate
 from chat.models import Agent, Conversation
+from chat.overrides import CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
 from chat.protocol import (
     AlignmentPayload,
     BudgetEvent,
@@ -60,12 +64,13 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
-from chat.services import agent_get, conversation_get
+from chat.providers import ReplySession
+from chat.services import agent_get, conversation_get, message_feedback_save
+from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
-from chat.turns.backends import output_format, reply_providers
+from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
-from chat.turns.store import playback_report_save, sweeper_ensure
-from chat.turns.turn import HEARTBEAT_SECONDS
+from chat.turns.store import playback_report_save
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +78,17 @@ PING_INTERVAL_SECONDS = 20.0  # also how often this socket's entry in the socket
 # A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
 # waits this long for it before it is spoken.
 GREETING_WAIT_SECONDS = 0.5
+# A refused signed URL or override. The vendor closes with 1008, but Daphne (Autobahn) sends only 1000 and
+# 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
+CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+SHARE_DRAIN_SECONDS = 1.0  # how long a closing socket waits to share its last frames with other tabs
+# The SDKs in voice mode send a microphone frame every 25 ms (40 a second); they are ignored unparsed
+# and count as a quarter of a frame against the rate limit, so a voice session stays well within it.
+_AUDIO_CHUNK = '{"user_audio_chunk"'
+AUDIO_CHUNK_COST = 0.25
+MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
+SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
 CLOSE_SESSION_ENDED = 4001
 # What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
 SHARED_FRAMES = frozenset(
@@ -104,7 +119,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._shutdown()
 
     async def connect(self) -> None:
-        sweeper_ensure(interval=settings.TURN_SWEEP_SECONDS, stale_after=3 * HEARTBEAT_SECONDS)
         self.event_id = 0
         self.closed = False
         self.turn_task: asyncio.Task[Any] | None = None
@@ -114,20 +128,34 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.voice_id = ""
+        self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
+        self.token_refused: TokenRefused | None = None
+        self.reply_session: ReplySession | None = None  # an agent that writes and speaks by itself
         self.greeting_pending = False
         self.greeting_override: str | None = None
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
         self.groups_joined: list[str] = []
+        self.outbox: deque[ConversationFrame] = deque()  # frames for the conversation's other sockets
+        self.outbox_ready = asyncio.Event()
+        self.outbox_drained = asyncio.Event()
+        self.sharer: asyncio.Task[None] | None = None
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
-            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            if self.token_refused is None:
+                await self.close()  # before accept: the handshake is refused (HTTP 403)
+                return
+            # A signed URL's holder is told why in a close reason the SDKs surface, not a bare 403.
+            await self.accept(self._subprotocol())
+            await self.error(self.token_refused.code, self.token_refused.message)
+            await self.close(code=CLOSE_REFUSED, reason=self.token_refused.code)
             return
         await self._join_groups()
-        await self.accept()
+        await self.accept(self._subprotocol())
         await self._register()
-        self.output_format = output_format()
+        self.output_format = output_format(self.agent)
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
         if self.conversation._state.adding and self.agent.first_message.strip():
@@ -144,15 +172,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         for channel in await socket_open(self.user_id, self.channel_name):
             await self.channel_layer.send(channel, {"type": "limits.evicted"})
 
+    def _subprotocol(self) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None
+
     @database_sync_to_async
     def _authorize(self) -> bool:
         """Resolve the user, agent and conversation; anything unknown or foreign refuses the handshake."""
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         conversation_id = query.get("conversation_id", [""])[0]
         agent_id = query.get("agent_id", [""])[0]
+        token = token_from_scope(self.scope)
+        if token is not None:  # a signed URL replaces the cookie (chat/signing.py dropped it) and the Origin
+            return self._authorize_signed(token, agent_id=agent_id, conversation_id=conversation_id)
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return False
         try:
             if conversation_id:
                 self.conversation = conversation_get(owner=user, conversation_id=conversation_id)
@@ -163,6 +197,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.conversation = Conversation(id=uuid.uuid4(), owner=user, agent=self.agent)
         except (Conversation.DoesNotExist, Agent.DoesNotExist):
             return False
+        return True
+
+    def _authorize_signed(self, token: str, *, agent_id: str, conversation_id: str) -> bool:
+        try:
+            signed = signed_url_verify(token, agent_id=agent_id, conversation_id=conversation_id)
+        except TokenRefused as refused:
+            self.token_refused = refused
+            return False
+        self.scope["user"] = signed.user
+        self.agent = signed.agent
+        self.conversation = signed.conversation or Conversation(id=uuid.uuid4(), owner=signed.user, agent=signed.agent)
         return True
 
     async def _send_metadata(self) -> None:
@@ -189,15 +234,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _shutdown(self) -> None:
         self.closed = True
-        ping = getattr(self, "ping_task", None)
-        if ping is not None:
+        if (ping := getattr(self, "ping_task", None)) is not None:
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        session, self.reply_session = getattr(self, "reply_session", None), None
+        if session is not None:
+            await session.aclose()
+        await self._stop_sharing()
         groups, self.groups_joined = getattr(self, "groups_joined", []), []
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-
         if getattr(self, "registered", False):
             self.registered = False
             await socket_close(self.user_id, self.channel_name)
@@ -232,13 +279,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         try:
             frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
-            self.frame_rate.take()
+            self.frame_rate.take(AUDIO_CHUNK_COST if text_data and text_data.startswith(_AUDIO_CHUNK) else 1.0)
         except Refusal as refusal:
             await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
             return
+        if text_data.startswith(_AUDIO_CHUNK):
+            return  # microphone audio: speech input does not exist yet
         try:
             frame = protocol.parse_client_frame(text_data)
         except FrameError as exc:
@@ -260,7 +309,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case PlaybackReport():
                 await self.on_playback_report(frame)
             case ClientData():
-                self.on_client_data(frame)
+                await self.on_client_data(frame)
             case Settings(speak=speak):
                 self.speak = speak
             case ContextualUpdate(text=text):
@@ -268,9 +317,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case Speak(message_id=message_id):
                 await self.on_speak(message_id)
             case Feedback():
-                await self.error("invalid_message", "feedback is not available yet.")
+                await self.on_feedback(frame)
 
-    def on_client_data(self, frame: ClientData) -> None:
+    async def on_client_data(self, frame: ClientData) -> None:
+        try:
+            overrides = session_overrides(agent=self.agent, data=frame)
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            if refusal.code == OVERRIDE_REFUSED:
+                await self.close(code=CLOSE_REFUSED, reason=CLOSE_REASON)
+            return
+        if overrides.language is not None:
+            # This socket's own copy of the agent: an override never reaches the database or other sockets.
+            self.agent = copy.copy(self.agent)
+            self.agent.language_code = overrides.language
+        self.voice_id = overrides.voice_id or self.voice_id
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
@@ -296,7 +357,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             tts = reply_providers(agent=self.agent, speak=self.speak).tts
         except Refusal:
             tts = None  # the voice is misconfigured: the greeting is still shown
-        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self)
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=self.voice_id)
         self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
 
     async def on_speak(self, message_id: str) -> None:
@@ -329,7 +390,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         started_at = time.monotonic()
         try:
             clean = message_check(text)
-            providers = reply_providers(agent=self.agent, speak=self.speak)
+            session = await self._reply_session()
+            providers = None if session is not None else reply_providers(agent=self.agent, speak=self.speak)
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
@@ -343,6 +405,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             text=clean,
             started_at=started_at,
             speak=self.speak,
+            voice_id=self.voice_id,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
             greeting=self.greeting_shown,
             greeting_id=self.greeting_id,
@@ -350,9 +413,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
         self.context = []
         gate = None
-        if providers.tts is not None:
-            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        if providers is None:
+            turn = Turn(spec, output=self, session=session)
+        else:
+            if providers.tts is not None:
+                gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+            turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
         job = self._turn_then_release(turn, gate)
         self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
 
@@ -361,6 +427,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await turn.run()
         finally:
             await asyncio.shield(self._turn_ended(gate))
+
+    async def _reply_session(self) -> ReplySession | None:
+        """The socket's session with the agent's own backend, made on its first message; None for LLM + TTS."""
+        if self.reply_session is None and self.agent.backend != Agent.Backend.LLM_TTS:
+            user = self.scope["user"]
+            history = await database_sync_to_async(conversation_history)(self.conversation)
+            self.reply_session = agent_session(
+                agent=self.agent,
+                user_name=user.get_username(),
+                user_id=str(user.pk),
+                history=history,
+                sample_rate=int(self.output_format.removeprefix("pcm_")),
+            )
+        return self.reply_session
 
     async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
         """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
@@ -395,6 +475,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.error(refusal.code, refusal.message)
         if refusal.close_code is not None:
             await self.close(code=refusal.close_code)
+            self.closed = True  # nothing more is sent on a socket being closed; its disconnect cleans up
 
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
@@ -403,6 +484,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+    async def on_feedback(self, frame: Feedback) -> None:
+        # The SDKs name the agent_response they rate by its event_id; none means the latest one.
+        event_id = frame.event_id if frame.event_id is not None else max(self.responses, default=-1)
+        message_id = self.responses.get(event_id)
+        saved = message_id is not None and await database_sync_to_async(message_feedback_save)(
+            conversation=self.conversation, message_id=message_id, score=frame.score
+        )
+        if not saved:
+            await self.error("invalid_message", "feedback needs the event_id of an agent_response on this socket.")
 
     def on_pong(self, event_id: int) -> None:
         sent = self.pings.pop(event_id, None)
@@ -427,6 +518,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if frame["type"] != "error":
             self.event_id += 1
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
+        if frame["type"] == "agent_response" and frame["agent_response_event"]["message_id"]:
+            self.responses[event_id] = frame["agent_response_event"]["message_id"]
+            if len(self.responses) > MAX_FEEDBACK_EVENTS:
+                self.responses.pop(min(self.responses))
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
         if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
@@ -434,11 +529,39 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         return event_id
 
     async def _share(self, frame: ServerFrame) -> None:
-        try:
-            shared = shared_frame(dict(frame), origin=self.channel_name)
-            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
-        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
-            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
+        """Queue a frame for the conversation's other sockets; the sharer task sends them in order.
+
+        Never in the turn's own task: a cancellation landing inside the channel layer's Redis call can be
+        swallowed there (redis-py), and the interrupted turn would then run on to its end.
+        """
+        self.outbox.append(shared_frame(dict(frame), origin=self.channel_name))
+        self.outbox_drained.clear()
+        self.outbox_ready.set()
+        if self.sharer is None:
+            self.sharer = asyncio.create_task(self._share_forever(), name=f"share-{self.conversation.id}")
+
+    async def _stop_sharing(self) -> None:
+        """Let the other tabs see how this socket's last turn ended (briefly), then stop the sharer."""
+        sharer, self.sharer = getattr(self, "sharer", None), None
+        if sharer is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHARE_DRAIN_SECONDS):
+                await self.outbox_drained.wait()
+        sharer.cancel()
+        await asyncio.gather(sharer, return_exceptions=True)
+
+    async def _share_forever(self) -> None:
+        group = conversation_group(self.conversation.id)
+        while True:
+            while self.outbox:
+                try:
+                    await self.channel_layer.group_send(group, self.outbox.popleft())
+                except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+                    logger.warning("Could not share a frame of conversation %s", self.conversation.id)
+            self.outbox_drained.set()
+            self.outbox_ready.clear()
+            await self.outbox_ready.wait()
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None

@@ -12,6 +12,9 @@ from django.utils.text import Truncator
 
 from chat.markup import markdown_plain
 
+# Raw PCM rates the ElevenLabs stream endpoint produces (16-bit mono little-endian, no header).
+OUTPUT_FORMATS = [(f"pcm_{rate}", f"PCM {rate} Hz") for rate in (8000, 16000, 22050, 24000, 32000, 44100, 48000)]
+
 
 def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
     return [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -24,8 +27,24 @@ class Agent(models.Model):
         HTTP = "http", "HTTP: a /stream request per sentence"
         WEBSOCKET = "websocket", "WebSocket: one stream per reply (TTS_WEBSOCKET_BACKEND)"
 
+    class Backend(models.TextChoices):
+        LLM_TTS = "llm_tts", "LLM + ElevenLabs TTS"
+        ELEVENLABS_AGENT = "elevenlabs_agent", "ElevenLabs agent"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
+    backend = models.CharField(
+        max_length=20,
+        choices=Backend.choices,
+        default=Backend.LLM_TTS,
+        help_text="Who writes and speaks the replies: voicechat's LLM and TTS, or an agent built on ElevenLabs.",
+    )
+    elevenlabs_agent_id = models.CharField(
+        "ElevenLabs agent id",
+        max_length=100,
+        blank=True,
+        help_text="The vendor's agent_id (agent_…), for the ElevenLabs agent backend.",
+    )
     system_prompt = models.TextField(blank=True)
     first_message = models.TextField(blank=True, help_text="Spoken when a conversation opens; optional.")
     llm = models.CharField(
@@ -50,6 +69,23 @@ class Agent(models.Model):
     language_code = models.CharField(
         max_length=8, blank=True, help_text="ISO 639-1 code such as en or de; blank lets the model detect it."
     )
+    output_format = models.CharField(
+        max_length=12,
+        blank=True,
+        choices=OUTPUT_FORMATS,
+        help_text="Audio of this agent's replies; blank uses ELEVENLABS_OUTPUT_FORMAT. The Python SDK's "
+        "default audio interface plays pcm_16000 only; pcm_44100 needs an ElevenLabs Pro plan.",
+    )
+    # Which conversation_initiation_client_data overrides a client may send; the vendor's Security tab.
+    allow_voice_override = models.BooleanField(
+        "allow voice_id override", default=False, help_text="Clients may pick another voice (tts.voice_id)."
+    )
+    allow_first_message_override = models.BooleanField(
+        "allow first_message override", default=False, help_text="Clients may replace the first message."
+    )
+    allow_language_override = models.BooleanField(
+        "allow language override", default=False, help_text="Clients may set the language (agent.language)."
+    )
     is_default = models.BooleanField(default=False, help_text="Used when a client names no agent.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -71,9 +107,16 @@ class Agent(models.Model):
             2 <= len(self.language_code) <= 3 and self.language_code.isalpha() and self.language_code.islower()
         ):
             raise ValidationError({"language_code": "Use a lower-case ISO 639-1 code such as en, de or fr."})
+        if self.backend == self.Backend.ELEVENLABS_AGENT and not self.elevenlabs_agent_id.strip():
+            raise ValidationError({"elevenlabs_agent_id": "The ElevenLabs agent backend needs the vendor's agent id."})
         if self.llm and self.llm not in settings.LLM_PROVIDERS:
             known = ", ".join(settings.LLM_PROVIDERS)
             raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
+
+    @property
+    def reply_output_format(self) -> str:
+        """The PCM format of this agent's replies: its own, else the site's ELEVENLABS_OUTPUT_FORMAT."""
+        return self.output_format or settings.ELEVENLABS_OUTPUT_FORMAT
 
 
 class Conversation(models.Model):
@@ -83,6 +126,18 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    elevenlabs_conversation_id = models.CharField(
+        "ElevenLabs conversation id",
+        max_length=100,
+        blank=True,
+        help_text="The vendor's id of the latest call behind this conversation (ElevenLabs agent backend).",
+    )
+    elevenlabs_record = models.JSONField(
+        "ElevenLabs record",
+        default=dict,
+        blank=True,
+        help_text="Transcripts and metadata fetched from ElevenLabs, by vendor conversation id, for comparison.",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -141,6 +196,10 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
         FAILED = "failed"
 
+    class Feedback(models.TextChoices):
+        LIKE = "like"
+        DISLIKE = "dislike"
+
     class AudioStatus(models.TextChoices):
         NONE = "none", "No audio"
         PENDING = "pending", "Being synthesised"
@@ -167,7 +226,18 @@ class Message(models.Model):
     tts_characters = models.PositiveIntegerField(
         "TTS characters billed", default=0, help_text="Characters billed by the TTS vendor."
     )
-    tts_request_ids = models.JSONField("TTS request IDs", default=list, blank=True)
+    tts_request_ids = models.JSONField(
+        "TTS request IDs",
+        default=list,
+        blank=True,
+        help_text="The vendor's request ids; for an ElevenLabs agent, its conversation id.",
+    )
+    call_seconds = models.FloatField(
+        "agent call seconds",
+        null=True,
+        blank=True,
+        help_text="ElevenLabs agent call time this reply accounts for (billed per minute).",
+    )
 
     llm_first_token_ms = models.PositiveIntegerField(
         "LLM first token (ms)",
@@ -200,6 +270,10 @@ class Message(models.Model):
         "underruns", null=True, blank=True, help_text="Times the browser's player ran dry mid-reply."
     )
 
+    feedback = models.CharField(
+        max_length=8, choices=Feedback.choices, blank=True, help_text="The listener's like or dislike of a reply."
+    )
+    feedback_at = models.DateTimeField(null=True, blank=True)
     # A conversation's first message is its agent's greeting; its audio is the greeting's, shared.
     greeting = models.ForeignKey(Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
@@ -306,3 +380,31 @@ class SpeechCharge(models.Model):
 
     def __str__(self) -> str:
         return f"{self.request_id}: {self.characters}"
+
+
+class ApiKey(models.Model):
+    """A developer's key for the ElevenLabs-compatible HTTP API (`xi-api-key`); only its SHA-256 is kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, e.g. the script that uses it.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first characters, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SignedUrlUse(models.Model):
+    """A signed URL token that has been spent, kept until it would have expired anyway (single use)."""
+
+    nonce = models.CharField(max_length=32, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.nonce

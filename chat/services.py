@@ -13,6 +13,7 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from chat.models import Agent, Conversation, Message
 
@@ -132,3 +133,16 @@ def message_get(*, viewer: User | AnonymousUser, message_id: uuid.UUID | str) ->
 def agent_list() -> QuerySet[Agent]:
     """The agents a user may pick, the default first."""
     return Agent.objects.filter(is_active=True).order_by("-is_default", "name")
+
+
+def message_feedback_save(
+    *, conversation: Conversation, message_id: uuid.UUID | str, score: Message.Feedback | str | None
+) -> bool:
+    """Record a like/dislike (None clears it) on one of the conversation's replies; False when there is none."""
+    try:
+        updated = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT).update(
+            feedback=score or "", feedback_at=timezone.now() if score else None
+        )
+    except (ValueError, ValidationError):
+        return False
+    return updated > 0

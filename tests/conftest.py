@@ -7,12 +7,17 @@ import wave
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from chat.models import Agent, Conversation, Message
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+# Before any test module imports voicechat.asgi: no sweeper thread in the test process, whose rows the
+# tests own. The sweeper is tested directly and in real server processes (tests/test_multiprocess.py).
+settings.TURN_SWEEP_SECONDS = 0
 
 User = get_user_model()
 PASSWORD = "correct-horse-battery-staple"
@@ -133,3 +138,11 @@ async def redis_limits(settings):
 def limits_backend(request):
     """Runs a test once with limits in this process and once in Redis."""
     return request.getfixturevalue(f"{request.param}_limits")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Django deletes the SQLite test database; its WAL side files are left to us."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)

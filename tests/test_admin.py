@@ -115,7 +115,13 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
     assert columns == ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
     assert list(response.context["cl"].result_list) == [agent]
     form_page = admin_client.get("/admin/chat/agent/add/").content.decode()
-    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == ["Persona", "LLM", "Voice"]
+    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == [
+        "Persona",
+        "Backend",
+        "LLM",
+        "Voice",
+        "Client overrides",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -429,6 +435,7 @@ def test_it_lists_messages_newest_first_with_text_conversation_and_owner(admin_c
         "owner",
         "billed",
         "heard",
+        "feedback",
     ]
     rows = list(response.context["cl"].result_list)
     assert rows == sorted(rows, key=lambda m: m.created_at, reverse=True)

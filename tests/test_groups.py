@@ -12,7 +12,7 @@ from channels.layers import channel_layers, get_channel_layer
 from channels.testing import WebsocketCommunicator
 from django.contrib.auth import get_user_model
 from django.db import transaction
-from django.test import Client
+from django.test import AsyncClient
 
 from chat.groups import (
     SessionEnded,
@@ -151,8 +151,7 @@ async def test_it_ends_every_session_on_deactivation_and_deletion(bob: Any) -> N
 
 async def test_it_leaves_sessions_alone_on_login_and_other_edits(bob: Any) -> None:
     listener = await Listener(bob.pk).join()
-    # The login view is synchronous (django-axes has no async backend), as a browser logs in.
-    assert await sync_to_async(Client().login)(username="bob", password=PASSWORD)  # saves last_login
+    await AsyncClient().aforce_login(bob)  # a login saves last_login (user_logged_in)
     bob.first_name = "Bob"
     await bob.asave()
     bob.set_password(PASSWORD)  # same password, new salt: a new hash all the same

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Keep the file open: Channels closes "old" connections around every database call, and reopening
     # SQLite (with its PRAGMAs) each time costs more than the query.
     DATABASES["default"]["CONN_MAX_AGE"] = None
+    # Tests on a file too, not Django's in-memory default: shared-cache memory databases refuse a second
+    # writer at once ("table is locked") where a file waits its busy timeout, as production does.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"voicechat-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -373,6 +377,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
+        "FeedbackScoreEnum": "chat.models.Message.Feedback",
+    },
 }
 
 # --- Voice pipeline ---------------------------------------------------------------------------
@@ -418,6 +427,32 @@ ELEVENLABS_WS_INACTIVITY_TIMEOUT = env_int("ELEVENLABS_WS_INACTIVITY_TIMEOUT", 2
 if ELEVENLABS_WS_INACTIVITY_TIMEOUT > 180:
     raise ImproperlyConfigured("ELEVENLABS_WS_INACTIVITY_TIMEOUT is at most 180 seconds (the vendor's maximum).")
 ELEVENLABS_WS_IDLE_SECONDS = env_float("ELEVENLABS_WS_IDLE_SECONDS", 10.0)
+
+# --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
+# Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
+# (once); the vendor's are valid for 15 minutes. The conversation itself may then last longer.
+SIGNED_URL_MAX_AGE = env_int("SIGNED_URL_MAX_AGE", 900, minimum=10)
+# Most API keys (xi-api-key) one user may hold at a time.
+MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 10, minimum=1)
+# ElevenLabs Agents as a reply backend (an agent whose backend is elevenlabs_agent; docs/agents.md).
+ELEVENLABS_AGENT_OVERRIDES = env_list("ELEVENLABS_AGENT_OVERRIDES", [])
+_AGENT_OVERRIDES = ("agent.language", "agent.first_message", "agent.prompt.prompt", "tts.voice_id")
+if unknown_overrides := sorted(set(ELEVENLABS_AGENT_OVERRIDES) - set(_AGENT_OVERRIDES)):
+    raise ImproperlyConfigured(
+        f"ELEVENLABS_AGENT_OVERRIDES names unknown overrides {unknown_overrides}; use {', '.join(_AGENT_OVERRIDES)}."
+    )
+ELEVENLABS_AGENT_IDLE_SECONDS = env_float("ELEVENLABS_AGENT_IDLE_SECONDS", 120.0, minimum=1.0)
+ELEVENLABS_AGENT_KEEPALIVE_SECONDS = env_float("ELEVENLABS_AGENT_KEEPALIVE_SECONDS", 25.0, minimum=1.0)
+if ELEVENLABS_AGENT_KEEPALIVE_SECONDS >= 60:
+    raise ImproperlyConfigured(
+        f"ELEVENLABS_AGENT_KEEPALIVE_SECONDS={ELEVENLABS_AGENT_KEEPALIVE_SECONDS:g} must be under 60: "
+        "ElevenLabs ends a call after 60 s without user activity."
+    )
+ELEVENLABS_AGENT_RESPONSE_TIMEOUT = env_float("ELEVENLABS_AGENT_RESPONSE_TIMEOUT", 20.0, minimum=0.1)
+ELEVENLABS_AGENT_STALL_SECONDS = env_float("ELEVENLABS_AGENT_STALL_SECONDS", 10.0, minimum=0.1)
+ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS = env_float("ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS", 1.0, minimum=0.05)
+ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS = env_float("ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS", 1.0, minimum=0.0)
+ELEVENLABS_AGENT_HISTORY_CHARS = env_int("ELEVENLABS_AGENT_HISTORY_CHARS", 4000, minimum=0)
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -466,6 +501,29 @@ LLM_PROVIDERS: dict[str, dict[str, Any]] = {
             "api_key": OPENAI_API_KEY,
             "model": OPENAI_MODEL,
             "timeout": OPENAI_TIMEOUT,
+        },
+    },
+}
+
+# Whole-reply backends, by the alias an Agent's `backend` names. The per-conversation values (the
+# vendor agent id, overrides, user, history) are added to OPTIONS by chat.providers.reply_session().
+REPLY_PROVIDERS: dict[str, dict[str, Any]] = {
+    "elevenlabs_agent": {
+        "BACKEND": "chat.providers.elevenlabs_agent.ElevenLabsAgentSession",
+        "OPTIONS": {
+            "api_key": ELEVENLABS_API_KEY,
+            "base_url": ELEVENLABS_BASE_URL,
+            "sample_rate": int(ELEVENLABS_OUTPUT_FORMAT[4:]),
+            "allowed_overrides": ELEVENLABS_AGENT_OVERRIDES,
+            "idle_seconds": ELEVENLABS_AGENT_IDLE_SECONDS,
+            "keepalive_seconds": ELEVENLABS_AGENT_KEEPALIVE_SECONDS,
+            "connect_timeout": ELEVENLABS_TIMEOUT,
+            "response_timeout": ELEVENLABS_AGENT_RESPONSE_TIMEOUT,
+            "stall_seconds": ELEVENLABS_AGENT_STALL_SECONDS,
+            "audio_settle_seconds": ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS,
+            "interrupt_grace_seconds": ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS,
+            "history_chars": ELEVENLABS_AGENT_HISTORY_CHARS,
+            "max_retries": ELEVENLABS_MAX_RETRIES,
         },
     },
 }
@@ -530,10 +588,12 @@ LOGGING: dict[str, Any] = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs full request URLs at INFO; keep vendor chatter out of the app's log.
-    # The TTS WebSocket's frame log (every audio message) stays out too; its key is redacted regardless.
     "loggers": {
         "httpx": {"level": "WARNING"},
         "httpcore": {"level": "WARNING"},
+        # Frame-by-frame chatter of the ElevenLabs agent socket (signatures are redacted there anyway).
+        "chat.providers.elevenlabs_agent.socket": {"level": "WARNING"},
+        # The TTS WebSocket's frame log (every audio message) too; its key is redacted regardless.
         "chat.providers.elevenlabs_ws.wire": {"level": "WARNING"},
     },
 }

@@ -10,6 +10,8 @@
 * `elevenlabs_ws_settings` — the `elevenlabs_ws` alias pointed at `fake_elevenlabs_ws` (timeout 2 s, idle
   sockets closed after 0.5 s), TTS_WEBSOCKET_BACKEND="elevenlabs_ws", and the `elevenlabs` alias at the same
   fake as TTS_BACKEND, so agents of either transport speak through it; returns the fake.
+* `fake_agents` — an in-process FakeElevenLabsAgents (signed URLs, the convai socket, transcripts) pinging
+  every 50 ms; `fake_agents_thread` the same in a background thread.
 * `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
   (LLM_BACKEND="openai", base_url `fake.url + "/v1"`, model "fake-1"); `openai_settings` returns the fake.
 
@@ -26,6 +28,7 @@ import pytest
 from chat.providers.elevenlabs import aclose_shared_clients
 from chat.providers.elevenlabs_ws import aclose_sockets
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs_agent import FakeElevenLabsAgents
 from tests.fakes.elevenlabs_ws import FakeElevenLabsWS
 from tests.fakes.openai import FakeOpenAI
 
@@ -63,6 +66,13 @@ async def fake_elevenlabs_ws() -> AsyncIterator[FakeElevenLabsWS]:
 
 
 @pytest.fixture
+async def fake_agents() -> AsyncIterator[FakeElevenLabsAgents]:
+    async with FakeElevenLabsAgents(ping_interval=0.05, slow_seconds=5) as fake:
+        yield fake
+        await aclose_shared_clients()
+
+
+@pytest.fixture
 def elevenlabs_ws_settings(settings, fake_elevenlabs_ws: FakeElevenLabsWS) -> FakeElevenLabsWS:
     providers = copy.deepcopy(settings.TTS_PROVIDERS)
     fake = fake_elevenlabs_ws
@@ -76,6 +86,13 @@ def elevenlabs_ws_settings(settings, fake_elevenlabs_ws: FakeElevenLabsWS) -> Fa
     settings.TTS_BACKEND = "elevenlabs"
     settings.TTS_WEBSOCKET_BACKEND = "elevenlabs_ws"
     return fake
+
+
+@pytest.fixture
+def fake_agents_thread() -> Iterator[FakeElevenLabsAgents]:
+    fake = FakeElevenLabsAgents.start_in_thread(ping_interval=0.05, slow_seconds=5)
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture
