@@ -652,3 +652,14 @@ async def test_it_lists_each_context_with_the_http_requests_for_a_harness(fake_e
     assert [size for _, size in row["sends"]] == [size for _, size in context.sends]
     assert row["pcm_bytes"] == len(spoken_pcm(fake)) and row["received_at"] <= row["sends"][0][0]
     assert len(rows) == 2  # and the HTTP request, as before
+
+
+async def test_it_opens_a_socket_per_output_format(agent, elevenlabs_ws_settings) -> None:
+    fake = elevenlabs_ws_settings
+    agent.tts_transport, agent.output_format = Agent.TtsTransport.WEBSOCKET, "pcm_16000"
+    tts = reply_providers(agent=agent, speak=True).tts
+    assert isinstance(tts, ElevenLabsWebSocketTTS) and tts.sample_rate == 16000
+    narrow = await speak(tts, REPLY[:1])
+    wide = await speak(ws_tts(fake), REPLY[:1])
+    assert [s.query["output_format"] for s in fake.sockets] == ["pcm_16000", "pcm_24000"]
+    assert narrow.pcm == pcm_for(REPLY[0].strip(), 16000) and wide.pcm == pcm_for(REPLY[0].strip(), RATE)
