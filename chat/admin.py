@@ -86,6 +86,7 @@ class AgentAdmin(admin.ModelAdmin):
                 "fields": [
                     "voice_id",
                     "tts_model_id",
+                    "tts_transport",
                     "language_code",
                     ("stability", "similarity_boost"),
                     ("style", "speed"),

@@ -23,6 +23,10 @@ def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
 class Agent(models.Model):
     """What an operator configures: persona, LLM and voice. The self-hosted ElevenLabs agent."""
 
+    class TtsTransport(models.TextChoices):
+        HTTP = "http", "HTTP: a /stream request per sentence"
+        WEBSOCKET = "websocket", "WebSocket: one stream per reply (TTS_WEBSOCKET_BACKEND)"
+
     class Backend(models.TextChoices):
         LLM_TTS = "llm_tts", "LLM + ElevenLabs TTS"
         ELEVENLABS_AGENT = "elevenlabs_agent", "ElevenLabs agent"
@@ -49,6 +53,13 @@ class Agent(models.Model):
     voice_id = models.CharField("voice ID", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_VOICE_ID.")
     tts_model_id = models.CharField(
         "TTS model ID", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_MODEL_ID."
+    )
+    tts_transport = models.CharField(
+        "TTS transport",
+        max_length=10,
+        choices=TtsTransport.choices,
+        default=TtsTransport.HTTP,
+        help_text="How replies reach the voice: a request per sentence, or the vendor's WebSocket per reply.",
     )
     stability = models.FloatField(default=0.5, validators=_unit_interval())
     similarity_boost = models.FloatField(default=0.75, validators=_unit_interval())

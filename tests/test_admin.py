@@ -28,6 +28,7 @@ AGENT_FORM = {
     "similarity_boost": "0.75",
     "style": "0",
     "speed": "1",
+    "tts_transport": "http",
     "language_code": "en",
     "is_active": "on",
 }

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 
@@ -219,3 +219,54 @@ class ReplySession(ABC):
     def usage(self) -> ReplyUsage:
         """What the last reply billed; backends that know override this."""
         return ReplyUsage()
+
+
+# --- streaming TTS -----------------------------------------------------------------------------
+class SpeechStream(ABC):
+    """One reply's speech over a streaming TTS connection: text goes in as it is written, audio comes out.
+
+    Iterate it for `AudioPart`s (PCM, any split, each with the vendor's alignment relative to that part
+    when it sent one); iteration ends once the audio of everything sent has arrived after `end()`, and
+    raises ProviderError when the vendor fails. Waiting for the next part may be cut short (a timeout
+    around `anext`) without losing anything. `receipt` fills in as it runs (characters sent, first byte).
+    """
+
+    receipt: SpeechReceipt
+
+    @abstractmethod
+    async def send(self, text: str) -> None:
+        """Speak `text` after what was sent before; the vendor starts on it at once (a flush)."""
+
+    @abstractmethod
+    async def end(self) -> None:
+        """No more text comes: the audio of what was sent still follows, then iteration ends."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop now (interrupt, cancel, failure): the upstream stream is closed and no more audio is
+        yielded, whatever the vendor still sends. Safe to call more than once, and after `end()`."""
+
+    @abstractmethod
+    def __aiter__(self) -> AsyncIterator[AudioPart]: ...
+
+
+class StreamingTTSProvider(TTSProvider):
+    """A TTS provider that keeps one stream open per reply (the vendor's WebSocket) rather than making a
+    request per chunk. It is still a TTSProvider: `synthesize` speaks one text over a stream of its own,
+    for callers that have the whole text (Play, greetings)."""
+
+    @abstractmethod
+    async def open_stream(self, request: SpeechRequest, receipt: SpeechReceipt | None = None) -> SpeechStream:
+        """A stream in `request`'s voice, model and settings (its text is not sent) that fills `receipt`
+        as it runs; raise ProviderError when it cannot be opened."""
+
+    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
+        # PCM only, as the TTSProvider contract says; callers that want the vendor's timing use open_stream.
+        stream = await self.open_stream(request, receipt)
+        try:
+            await stream.send(request.text)
+            await stream.end()
+            async for part in stream:
+                yield part.pcm
+        finally:
+            await stream.close()

@@ -35,6 +35,7 @@ from chat.speech import Chunker, SpeechChunk, SpeechChunker, WholeReplyChunker
 from chat.turns import audio as audio_store
 from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import TurnRecord, turn_begin, turn_finish, turn_progress
+from chat.turns.stream_relay import StreamingSpeechRelay, speech_relay_for
 
 logger = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ class Turn:
         rate = session.sample_rate if session is not None else (tts.sample_rate if tts else 0)
         self.record = TurnRecord(sample_rate=rate, tts_backend=self._backend_name(tts, session))
         self.reply_parts: list[str] = []
-        self.relay: SpeechRelay | None = None
+        self.relay: SpeechRelay | StreamingSpeechRelay | None = None
         self.audio = audio_store.PcmBuffer()
         self.message: Message | None = None
         self.user_message: Message | None = None
@@ -245,7 +246,7 @@ class Turn:
     async def _llm_tts(self, history: list[ChatMessage]) -> None:
         assert self.llm is not None
         if self.tts is not None:
-            self.relay = SpeechRelay(self.tts, self, gate=self.gate)
+            self.relay = speech_relay_for(self.tts, self, gate=self.gate)
         speaker = asyncio.create_task(self.relay.run()) if self.relay else None
         chunker: Chunker = WholeReplyChunker() if self.spec.whole_reply else SpeechChunker()
         try:
