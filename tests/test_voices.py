@@ -34,6 +34,7 @@ AGENT_FORM = {
     "speed": "1",
     "language_code": "en",
     "is_active": "on",
+    "tts_transport": "http",
 }
 
 

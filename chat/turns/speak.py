@@ -32,6 +32,7 @@ from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_reques
 from chat.turns.store import turn_database_call
 from chat.turns.stream_relay import StreamingSpeechRelay, speech_relay_for
 from chat.turns.turn import TurnOutput
+from chat.voices import agent_speaks_breaks
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +64,7 @@ class Recital:
     async def run(self) -> None:
         self.timing = ReplyTiming(self.tts.sample_rate)
         self.relay = speech_relay_for(self.tts, self, gate=self.gate)
-        chunker = SpeechChunker()
+        chunker = SpeechChunker(breaks=agent_speaks_breaks(self.agent, self.tts))
         for chunk in [*chunker.feed(self.text), *chunker.flush()]:
             self.relay.add(chunk)
         self.relay.close()
