@@ -31,7 +31,7 @@ from chat.providers.base import (
     TTSProvider,
 )
 from chat.turns import Turn, TurnSpec
-from chat.turns.relay import SpeechGate
+from chat.turns.relay import FramePacer, SpeechGate
 from chat.turns.store import turns_sweep
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -329,3 +329,35 @@ async def test_it_creates_the_conversation_with_its_greeting_on_the_first_messag
     assert rows[0] == ("assistant", "Welcome! Ask me anything.")
     assert rows[1] == ("user", "Hello?")
     assert await Conversation.objects.filter(pk=conversation.id, title="Hello?").aexists()
+
+
+def paced_frames(pacer: FramePacer, *, chunk_ms: int, chunks: int) -> tuple[list[int], float]:
+    """Feed real-time audio in `chunk_ms` parts; returns the frames sent (ms of audio) and the lowest lead."""
+    now, held, frames, lowest = [0.0], 0, [], float("inf")
+    pacer.clock = lambda: now[0]
+    part = pacer.sample_rate * 2 * chunk_ms // 1000
+    for _ in range(chunks):
+        now[0] += chunk_ms / 1000
+        held += part
+        if pacer.due(held):
+            if pacer.first_sent_at is not None:
+                lowest = min(lowest, pacer.lead_ms())
+            pacer.sent(held)
+            frames.append(held * 1000 // (pacer.sample_rate * 2))
+            held = 0
+    return frames, lowest
+
+
+def test_it_sends_the_first_audio_at_once_then_larger_frames_without_starving_the_listener() -> None:
+    frames, lowest = paced_frames(FramePacer(24000), chunk_ms=50, chunks=100)  # a vendor at real time
+    assert frames[0] == 50  # the first audio goes out as it arrives
+    assert sum(frames) == 5000 and len(frames) < 60  # fewer, larger frames after it
+    assert lowest > 0  # the listener's buffer never ran dry
+
+
+def test_it_sends_frames_of_the_target_size_to_a_listener_well_ahead() -> None:
+    pacer = FramePacer(24000)
+    frames, _ = paced_frames(pacer, chunk_ms=10, chunks=10)  # a burst: 100 ms in 100 ms at first
+    pacer.sent_bytes += 24000 * 2 * 5  # then say five seconds are queued at the listener
+    more, _ = paced_frames(pacer, chunk_ms=10, chunks=60)
+    assert all(frame == 150 for frame in more[:-1])

@@ -160,15 +160,56 @@ class _Synthesis:
         self.changed.set()
 
 
+class FramePacer:
+    """When held audio must go out: the first audio of a turn at once, then frames of `frame_ms`, but
+    never so late that the listener's buffer falls below `low_ms` (estimated from what was sent and a
+    real-time player that starts `prebuffer_ms` after the first frame — the page's start-up buffer).
+
+    A vendor that sends faster than real time gets few large frames; one that paces at real time gets
+    frames as they are due, so pacing never starves a listener. Fewer frames is most of the relay's CPU.
+    """
+
+    def __init__(
+        self,
+        sample_rate: int,
+        *,
+        frame_ms: int = 150,
+        low_ms: int = 60,
+        prebuffer_ms: int = 80,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.sample_rate = sample_rate
+        self.clock = clock
+        self.frame_bytes = max(2, sample_rate * 2 * frame_ms // 1000) & ~1
+        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
+        self.sent_bytes = 0
+        self.first_sent_at: float | None = None
+
+    def sent(self, size: int) -> None:
+        if self.first_sent_at is None:
+            self.first_sent_at = self.clock()
+        self.sent_bytes += size
+
+    def due(self, held: int) -> bool:
+        """Should `held` bytes go out now?"""
+        return self.first_sent_at is None or held >= self.frame_bytes or self.lead_ms() < self.low_ms
+
+    def hold_seconds(self) -> float:
+        """How much longer held audio may wait for more before it must go out."""
+        return max(0.0, self.lead_ms() - self.low_ms) / 1000
+
+    def lead_ms(self) -> float:
+        """How far the listener's buffer is ahead of playback, from what was sent so far."""
+        if self.first_sent_at is None:
+            return 0.0
+        played = max(0.0, (self.clock() - self.first_sent_at) * 1000 - self.prebuffer_ms)
+        return self.sent_bytes / 2 / self.sample_rate * 1000 - played
+
+
 class SpeechRelay:
     """Speak the chunks added to it, in order, until closed; cancel `run()` to stop at once.
 
-    Audio is paced into frames: the first audio of a turn goes out at once; after that PCM is held until
-    a frame of `frame_ms` is ready, but never so long that the listener's buffer would fall below
-    `low_ms` (estimated from what was sent and a real-time player started `prebuffer_ms` after the first
-    frame). A vendor that sends faster than real time gets few large frames; one that paces at real time
-    gets frames as soon as they are due, so pacing never starves a listener. Fewer frames is most of
-    the relay's CPU.
+    One TTS request per chunk, two in flight; audio is held and sent in frames as the `FramePacer` says.
     """
 
     def __init__(
@@ -184,8 +225,7 @@ class SpeechRelay:
         self.tts = tts
         self.sink = sink
         self.gate = gate or SpeechGate()
-        self.frame_bytes = max(2, tts.sample_rate * 2 * frame_ms // 1000) & ~1
-        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
+        self.pacer = FramePacer(tts.sample_rate, frame_ms=frame_ms, low_ms=low_ms, prebuffer_ms=prebuffer_ms)
         self.pending: deque[SpeechChunk] = deque()
         self.syntheses: list[_Synthesis] = []
         self.closed = False
@@ -196,7 +236,6 @@ class SpeechRelay:
         self._room = asyncio.Semaphore(MAX_SYNTHESES_IN_FLIGHT)
         self._held = bytearray()  # received, not sent yet
         self._held_chunk: SpeechChunk | None = None
-        self._first_sent_at: float | None = None
         self._refusal: Refusal | None = None  # policy stopped speech: reported after what was admitted
 
     # --- feeding --------------------------------------------------------------------------------
@@ -323,20 +362,13 @@ class SpeechRelay:
     async def _accept(self, pcm: bytes, chunk: SpeechChunk) -> None:
         self._held += pcm
         self._held_chunk = chunk
-        if self._first_sent_at is None or len(self._held) >= self.frame_bytes or self._lead_ms() < self.low_ms:
+        if self.pacer.due(len(self._held)):
             await self._flush()
-
-    def _lead_ms(self) -> float:
-        """How far the listener's buffer is ahead of playback, from what was sent so far."""
-        if self._first_sent_at is None:
-            return 0.0
-        played = max(0.0, (time.monotonic() - self._first_sent_at) * 1000 - self.prebuffer_ms)
-        return self.relayed_bytes / 2 / self.tts.sample_rate * 1000 - played
 
     async def _wait(self, event: asyncio.Event) -> None:
         """Wait for `event`, sending held audio before the listener would run short of it."""
-        while self._held and not event.is_set():
-            delay = max(0.0, self._lead_ms() - self.low_ms) / 1000
+        while len(self._held) >= 2 and not event.is_set():  # an odd byte alone cannot be sent
+            delay = self.pacer.hold_seconds()
             try:
                 async with asyncio.timeout(delay):
                     await event.wait()
@@ -352,10 +384,9 @@ class SpeechRelay:
         del self._held[:whole]
         if self.first_byte_at is None:
             self.first_byte_at = self.syntheses[0].receipt.first_byte_at or time.monotonic()
-        if self._first_sent_at is None:
-            self._first_sent_at = time.monotonic()
         offset = self.relayed_bytes
         self.relayed_bytes += len(pcm)
+        self.pacer.sent(len(pcm))
         await self.sink.speech_audio(pcm, self._held_chunk, offset)
 
     async def _fail(self, error: ProviderError) -> None:

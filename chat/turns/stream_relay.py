@@ -26,7 +26,7 @@ from chat.limits import Refusal
 from chat.providers import ProviderError, TTSProvider
 from chat.providers.base import Alignment, AudioPart, SpeechReceipt, SpeechStream, StreamingTTSProvider
 from chat.speech import SpeechChunk
-from chat.turns.relay import SpeechGate, SpeechRelay, SpeechSink
+from chat.turns.relay import FramePacer, SpeechGate, SpeechRelay, SpeechSink
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +122,7 @@ class StreamingSpeechRelay:
         self.tts = tts
         self.sink = sink
         self.gate = gate or SpeechGate()
-        self.frame_bytes = max(2, tts.sample_rate * 2 * frame_ms // 1000) & ~1
-        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
+        self.pacer = FramePacer(tts.sample_rate, frame_ms=frame_ms, low_ms=low_ms, prebuffer_ms=prebuffer_ms)
         self.pending: deque[SpeechChunk] = deque()
         self.syntheses: list[_Spoken] = []  # every chunk sent, in order (the name SpeechRelay's users read)
         self.closed = False
@@ -140,7 +139,6 @@ class StreamingSpeechRelay:
         self._held_spoken: _Spoken | None = None
         self._held_timing: list[Alignment] = []  # of the held audio, relative to its chunk's start
         self._held_heard = False  # the held audio ends its chunk's words
-        self._first_sent_at: float | None = None
         self._refusal: Refusal | None = None  # policy stopped speech: reported after what was admitted
         self._feed_error: ProviderError | None = None
 
@@ -271,7 +269,7 @@ class StreamingSpeechRelay:
         while True:
             if len(self._held) < 2:  # nothing sendable held (at most half a sample)
                 return await anext(parts)
-            delay = max(0.0, self._lead_ms() - self.low_ms) / 1000
+            delay = self.pacer.hold_seconds()
             try:
                 async with asyncio.timeout(delay):
                     return await anext(parts)  # a SpeechStream's wait may be cut short without loss
@@ -295,9 +293,7 @@ class StreamingSpeechRelay:
             self._owed -= 1
             if not self._owed:
                 self._slot.release()  # the vendor has delivered all it was asked for
-        # The first audio goes at once; then a frame's worth, or sooner if the listener would run short.
-        due = self._first_sent_at is None or len(self._held) >= self.frame_bytes or self._lead_ms() < self.low_ms
-        if piece.ends or due:
+        if piece.ends or self.pacer.due(len(self._held)):
             await self._flush()
         if piece.ends:
             await self.sink.speech_chunk_end(spoken.chunk, spoken.start, self._taken)
@@ -305,13 +301,6 @@ class StreamingSpeechRelay:
     @property
     def _taken(self) -> int:
         return self.relayed_bytes + len(self._held)
-
-    def _lead_ms(self) -> float:
-        """How far the listener's buffer is ahead of playback, from what was sent so far."""
-        if self._first_sent_at is None:
-            return 0.0
-        played = max(0.0, (time.monotonic() - self._first_sent_at) * 1000 - self.prebuffer_ms)
-        return self.relayed_bytes / 2 / self.tts.sample_rate * 1000 - played
 
     async def _flush(self) -> None:
         spoken = self._held_spoken
@@ -326,10 +315,9 @@ class StreamingSpeechRelay:
             self._held_timing = []
         if self.first_byte_at is None:
             self.first_byte_at = self.receipt.first_byte_at or time.monotonic()
-        if self._first_sent_at is None:
-            self._first_sent_at = time.monotonic()
         offset = self.relayed_bytes
         self.relayed_bytes += len(pcm)
+        self.pacer.sent(len(pcm))
         await self.sink.speech_audio(pcm, spoken.chunk, offset)
         if self._held_heard:
             spoken.relayed_all = True
