@@ -357,7 +357,7 @@ def test_it_sends_the_first_audio_at_once_then_larger_frames_without_starving_th
 
 def test_it_sends_frames_of_the_target_size_to_a_listener_well_ahead() -> None:
     pacer = FramePacer(24000)
-    frames, _ = paced_frames(pacer, chunk_ms=10, chunks=10)  # a burst: 100 ms in 100 ms at first
+    paced_frames(pacer, chunk_ms=10, chunks=10)  # a burst: 100 ms in 100 ms at first
     pacer.sent_bytes += 24000 * 2 * 5  # then say five seconds are queued at the listener
     more, _ = paced_frames(pacer, chunk_ms=10, chunks=60)
     assert all(frame == 150 for frame in more[:-1])
