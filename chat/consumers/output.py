@@ -10,8 +10,8 @@ import time
 
 from chat import protocol
 from chat.consumers.base import ConnectionBase
+from chat.groups import ConversationFrame, conversation_group
 from chat.groups import conversation_frame as shared_frame
-from chat.groups import conversation_group
 from chat.limits import Refusal, socket_touch
 from chat.protocol import AlignmentPayload, ServerFrame, WordTiming
 
@@ -82,12 +82,29 @@ class FrameOutput(ConnectionBase):
         while True:
             while self.outbox:
                 try:
-                    await self.channel_layer.group_send(group, self.outbox.popleft())
+                    await self.channel_layer.group_send(group, self._next_shared())
                 except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
                     logger.warning("Could not share a frame of conversation %s", self.conversation.id)
             self.outbox_drained.set()
             self.outbox_ready.clear()
             await self.outbox_ready.wait()
+
+    def _next_shared(self) -> ConversationFrame:
+        """The next frame for other tabs, with the text deltas queued right behind it joined into it.
+
+        While a reply streams faster than the layer carries frames, other tabs get fewer, longer deltas
+        (every socket of the conversation, this one included, receives each shared frame).
+        """
+        shared = self.outbox.popleft()
+        part = shared["frame"].get("text_response_part")
+        if part is None or part["type"] != "delta":
+            return shared
+        joined = dict(part)
+        while self.outbox and _same_delta(self.outbox[0], joined["message_id"]):
+            following = self.outbox.popleft()["frame"]["text_response_part"]
+            joined["text"] += following["text"]
+            joined["event_id"] = following["event_id"]  # the sender's ids stay increasing
+        return {**shared, "frame": {**shared["frame"], "text_response_part": joined}}
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None
@@ -128,3 +145,8 @@ class FrameOutput(ConnectionBase):
         sent = self.pings.pop(event_id, None)
         if sent is not None:
             self.last_rtt_ms = round((time.monotonic() - sent) * 1000)
+
+
+def _same_delta(shared: ConversationFrame, message_id: str) -> bool:
+    part = shared["frame"].get("text_response_part")
+    return part is not None and part["type"] == "delta" and part["message_id"] == message_id
