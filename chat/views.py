@@ -9,13 +9,14 @@ from django.conf import settings
 from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
-from django.shortcuts import redirect, render
+from django.shortcuts import redirect, render, resolve_url
 from django.views.decorators.csrf import ensure_csrf_cookie
 
 from chat.forms import SignupForm
 from chat.models import Conversation
 from chat.serializers import AgentSerializer
-from chat.services import agent_list, conversation_get
+from chat.providers import tts_provider
+from chat.services import agent_list, conversation_get, conversation_latest
 
 WS_PATH = "/v1/convai/conversation"
 
@@ -34,12 +35,17 @@ def index(request: HttpRequest, conversation_id: uuid.UUID | None = None) -> Htt
 
 def _client_config(request: HttpRequest, conversation_id: uuid.UUID | None) -> dict[str, Any]:
     """What the browser client needs at start; the CSRF token travels in its cookie."""
+    latest = None if conversation_id else conversation_latest(owner=request.user)
     return {
         "conversation_id": str(conversation_id) if conversation_id else None,
+        "latest_conversation_id": str(latest) if latest else None,
         "ws_path": WS_PATH,
         "max_message_chars": settings.MAX_MESSAGE_CHARS,
         "agents": AgentSerializer(agent_list(), many=True).data,
         "username": request.user.get_username(),
+        # The page makes its audio context at this rate while it loads, before the socket announces it.
+        "audio_format": tts_provider().output_format,
+        "login_url": resolve_url(settings.LOGIN_URL),
     }
 
 
