@@ -248,7 +248,7 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
           conversationKey={String(chat.openKey)}
           playback={playback}
         />
-        <div className="sr-only" aria-live="polite" aria-atomic="true">
+        <div className="sr-only announcer" aria-live="polite" aria-atomic="true">
           {state.announcement}
         </div>
         <Composer draft={draft} onDraft={setDraft} maxChars={state.maxChars} blocked={blocked} canStop={state.running || sounding} onSend={send} onStop={stop} />

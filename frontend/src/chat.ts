@@ -1,7 +1,7 @@
 // The chat page's state and its reducer. Actions say what happened in the conversation ("a reply
 // started", "its words arrived"); conversation.ts is the one place that turns server frames into them.
 import type { SpeechBudget, WordTiming } from "./protocol";
-import { withoutBreaks } from "./words";
+import { plainText } from "./markdown";
 
 export type Role = "user" | "assistant";
 
@@ -140,7 +140,7 @@ export function reducer(state: ChatState, action: Action): ChatState {
       return written(state, action.id);
     case "reply_full_text": {
       const next = written(update(state, action.id, (m) => ({ ...m, text: action.text })), action.id);
-      return action.announce ? { ...next, announcement: withoutBreaks(action.text) } : next;
+      return action.announce ? { ...next, announcement: plainText(action.text) } : next;
     }
     case "reply_words":
       return update(state, action.id, (m) => ({ ...m, words: mergeWords(action.replace ? [] : m.words, action.words) }));

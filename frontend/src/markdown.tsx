@@ -141,6 +141,23 @@ export function parseBlocks(source: string): Block[] {
   return blocks;
 }
 
+const INLINE_ALL = new RegExp(INLINE.source, "gi");
+
+/** What the rendered text says, without markup (for screen-reader announcements). */
+export function plainText(source: string): string {
+  const inline = (text: string): string =>
+    text.replace(INLINE_ALL, (token, code, strong, em, link) => {
+      if (code) return token.slice(1, -1);
+      if (strong) return inline(token.slice(2, -2));
+      if (em) return inline(token.slice(1, -1));
+      if (link) return /^\[([^\]]+)\]/.exec(token)?.[1] ?? "";
+      return ""; // a pause for the voice
+    });
+  return parseBlocks(source)
+    .map((block) => (block.kind === "list" ? block.items.map((item) => inline(item.text)).join("\n") : block.kind === "code" ? block.text : inline(block.text)))
+    .join("\n");
+}
+
 const NO_WORDS: readonly WordTiming[] = [];
 
 interface MarkdownProps {

@@ -1,17 +1,9 @@
-// Word timings of a reply's audio (WordTiming: display offsets and ms), and the SSML pauses that a reply's
-// text may carry for the voice but that are never shown.
+// Word timings of a reply's audio (WordTiming: display offsets and ms), and the unfinished SSML pause a
+// streaming reply may end with (markdown.tsx drops the finished ones).
 import type { WordTiming } from "./protocol";
-
-/** `<break time="1.5s"/>` and its spellings; only for the voice. */
-export const BREAK_TAG = /<break\b[^<>]*\/?>/gi;
 
 /** A `<break …` cut off by streaming at the very end of the text so far. */
 const PARTIAL_BREAK = /<(?:b(?:r(?:e(?:a(?:k(?:\s[^<>]*)?)?)?)?)?)?$/i;
-
-/** The text with its pauses removed (for announcements and titles). */
-export function withoutBreaks(text: string): string {
-  return text.replace(BREAK_TAG, "");
-}
 
 /** Where the text shown ends: while a reply streams, an unfinished `<break` at its end waits for the rest. */
 export function visibleLength(text: string, streaming: boolean): number {

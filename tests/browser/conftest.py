@@ -73,5 +73,8 @@ def page(browser: Browser, app: servers.App) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
     page.set_default_timeout(20000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: (errors.append(str(error)), print("pageerror:", error)))
     yield page
     context.close()
+    assert not errors, f"the page threw: {errors}"  # an uncaught error in the page fails the module
