@@ -2,7 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: serving needs only the runtime requirements; testing adds the test and lint tools.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 HOST ?= 127.0.0.1
 PORT ?= 8000
 # A local run is a development run unless the environment or .env says otherwise.
@@ -14,11 +16,15 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(STAMP): $(BIN)/python requirements.txt requirements-dev.txt
-	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
-	touch $(STAMP)
+$(RUN_STAMP): $(BIN)/python requirements.txt
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $(RUN_STAMP)
 
-migrate: $(STAMP)
+$(TEST_STAMP): $(RUN_STAMP) requirements-dev.txt
+	$(BIN)/pip install --quiet -r requirements.txt -r requirements-dev.txt
+	touch $(TEST_STAMP)
+
+migrate: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 
 run: migrate
@@ -26,20 +32,21 @@ run: migrate
 	@echo "  voicechat is starting at http://$(HOST):$(PORT)/"
 	@echo "  Create an admin with:  make admin   (or .venv/bin/python manage.py createsuperuser)"
 	@echo "  Sign up at http://$(HOST):$(PORT)/accounts/signup/ ; agents live at /admin/"
+	@echo "  Another port or address:  make run PORT=8080 HOST=0.0.0.0   (see HOST and PORT in README.md)"
 	@echo ""
 	$(BIN)/daphne -b $(HOST) -p $(PORT) voicechat.asgi:application
 
 admin: migrate
 	$(BIN)/python manage.py createsuperuser
 
-lint: $(STAMP)
+lint: $(TEST_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(TEST_STAMP)
 	$(BIN)/mypy chat voicechat tests
 
-pytest: $(STAMP)
+pytest: $(TEST_STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 frontend:
@@ -50,7 +57,7 @@ frontend-check:
 
 test: lint typecheck frontend-check pytest
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python -m tests.bench $(BENCH_ARGS)
 
 clean:

@@ -5,42 +5,56 @@ from __future__ import annotations
 import csv
 import io
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin
-from django.db.models import Count, Exists, OuterRef, Prefetch, QuerySet
+from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
+from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.html import format_html
+from django.utils.safestring import SafeString
 
-from chat import audio as audio_store
+from chat import admin_display as display
 from chat.forms import AgentAdminForm
 from chat.models import Agent, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 
+if TYPE_CHECKING:
+    from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
+
 CSV_HEADER = ["conversation_id", "owner", "time", "role", "status", "text"]
-TIMINGS = {
-    "llm_first_token_ms": "LLM first token",
-    "first_chunk_ms": "first chunk",
-    "tts_first_byte_ms": "TTS first byte",
-    "first_audio_sent_ms": "first audio sent",
-    "client_first_audible_ms": "first audible",
-}
-TRANSCRIPT_COLUMNS = ("created_at", "role", "status", "text", "player", "timings")
+TIMINGS = (
+    "llm_first_token_ms",
+    "first_chunk_ms",
+    "tts_first_byte_ms",
+    "first_audio_sent_ms",
+    "client_first_audible_ms",
+)
+TRANSCRIPT_FIELDS = ("heading", "body", "player", "details")
 MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
-    None: ("id", "conversation_link", "role", "status", "text", "created_at", "completed_at"),
+    None: ("id", "conversation_link", "owner", "role", "status_badge", "rendered_text", "created_at", "completed_at"),
     "Error": ("error_code", "error_message"),
     "Audio and cost": (
         "player",
-        "audio_status",
+        "audio_status_badge",
         "audio_format",
         "audio_duration_ms",
         "tts_backend",
         "tts_characters",
         "tts_request_ids",
     ),
-    "Timings (ms)": (*TIMINGS, "client_underruns"),
+    "Timings": ("timings", *TIMINGS, "client_underruns"),
+    "Source text": ("text",),
 }
+SOURCE_TEXT_NOTE = "The text exactly as stored, markdown and all."
+ADMIN_CSS = {"all": ["site/admin.css"]}
+
+admin.site.site_header = "voicechat administration"
+admin.site.site_title = "voicechat admin"
+# The model list on every page takes 300 px; at a laptop's 1366 px the message list needs them.
+# The same list is one click away on the admin's home page and in the breadcrumbs.
+admin.site.enable_nav_sidebar = False
 
 
 @admin.register(Agent)
@@ -69,29 +83,17 @@ class AgentAdmin(admin.ModelAdmin):
     ]
 
 
-def audio_player(message: Message) -> str:
-    url = audio_store.audio_url(message)
-    return format_html('<audio controls preload="none" src="{}"></audio>', url) if url else "—"
-
-
-def timings_summary(message: Message) -> str:
-    """One line of the reply's latency figures, skipping those not measured."""
-    parts = [f"{label} {getattr(message, field)} ms" for field, label in TIMINGS.items() if getattr(message, field)]
-    if message.client_underruns:
-        parts.append(f"{message.client_underruns} underruns")
-    return " · ".join(parts) or "—"
-
-
-class TranscriptInline(admin.TabularInline):
-    """The conversation's messages in order, read-only: a transcript, not a form."""
+class TranscriptInline(admin.StackedInline):
+    """The conversation's messages in order, read-only and laid out as a transcript, not a form."""
 
     model = Message
-    fields = TRANSCRIPT_COLUMNS
-    readonly_fields = TRANSCRIPT_COLUMNS
+    template = "admin/chat/transcript_inline.html"
+    verbose_name_plural = "transcript"
+    fields = TRANSCRIPT_FIELDS
+    readonly_fields = TRANSCRIPT_FIELDS
     ordering = ["created_at"]
     extra = 0
     can_delete = False
-    show_change_link = True
 
     def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
@@ -99,13 +101,21 @@ class TranscriptInline(admin.TabularInline):
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False
 
-    @admin.display(description="audio")
-    def player(self, message: Message) -> str:
-        return audio_player(message)
+    @admin.display(description="message")
+    def heading(self, message: Message) -> SafeString:
+        return display.transcript_heading(message)
 
-    @admin.display(description="timings")
-    def timings(self, message: Message) -> str:
-        return timings_summary(message)
+    @admin.display(description="text")
+    def body(self, message: Message) -> SafeString:
+        return display.message_text(message)
+
+    @admin.display(description="audio")
+    def player(self, message: Message) -> SafeString | str:
+        return display.audio_player(message) if message.audio else ""
+
+    @admin.display(description="timings and cost")
+    def details(self, message: Message) -> SafeString | str:
+        return display.transcript_details(message)
 
 
 class MessageStatusFilter(admin.SimpleListFilter):
@@ -166,18 +176,32 @@ def _download(body: str, *, content_type: str, filename: str) -> HttpResponse:
 
 @admin.register(Conversation)
 class ConversationAdmin(admin.ModelAdmin):
-    list_display = ["title_or_id", "owner", "agent", "message_count", "updated_at"]
+    list_display = ["title_or_id", "owner", "agent", "message_count", "characters_billed", "updated_at"]
     list_filter = ["agent", MessageStatusFilter, "created_at", "updated_at"]
     search_fields = ["title", "owner__username", "messages__text"]
-    readonly_fields = ["id", "owner", "agent", "created_at", "updated_at"]
-    fields = ["id", "title", "owner", "agent", "created_at", "updated_at"]
+    readonly_fields = ["id", "owner", "agent", "created_at", "updated_at", "speech"]
+    fields = ["id", "title", "owner", "agent", "created_at", "updated_at", "speech"]
     list_select_related = ["owner", "agent"]
     inlines = [TranscriptInline]
     actions = ["export_json", "export_csv"]
     date_hierarchy = "updated_at"
 
+    class Media:
+        css = ADMIN_CSS
+
     def get_queryset(self, request: HttpRequest) -> QuerySet[Conversation]:
-        return super().get_queryset(request).annotate(num_messages=Count("messages", distinct=True))
+        # A subquery for the sum: a search or filter on messages joins them again and would repeat rows.
+        billed = (
+            Message.objects.filter(conversation=OuterRef("pk"))
+            .values("conversation")
+            .annotate(total=Sum("tts_characters"))
+            .values("total")
+        )
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(num_messages=Count("messages", distinct=True), billed=Coalesce(Subquery(billed), 0))
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False  # conversations are started by users, not typed in by operators
@@ -189,6 +213,19 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.display(description="messages", ordering="num_messages")
     def message_count(self, conversation: Conversation) -> int:
         return getattr(conversation, "num_messages", 0)
+
+    @admin.display(description="chars billed", ordering="billed")
+    def characters_billed(self, conversation: Conversation) -> int:
+        return getattr(conversation, "billed", 0)
+
+    @admin.display(description="speech")
+    def speech(self, conversation: Conversation) -> str:
+        totals = conversation.messages.filter(role=Message.Role.ASSISTANT).aggregate(
+            characters=Coalesce(Sum("tts_characters"), 0),
+            spoken=Count("pk", filter=Q(tts_characters__gt=0) | ~Q(audio="")),
+            audio_ms=Coalesce(Sum("audio_duration_ms"), 0),
+        )
+        return display.speech_summary(**totals)
 
     def delete_model(self, request: HttpRequest, obj: Conversation) -> None:
         conversation_delete_many(conversations=Conversation.objects.filter(pk=obj.pk))
@@ -213,27 +250,49 @@ class ConversationAdmin(admin.ModelAdmin):
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
 
 
+def _shows(section: str | None, message: Message | None) -> bool:
+    if section == "Error":
+        return bool(message and (message.error_code or message.error_message))
+    if section in ("Audio and cost", "Timings"):
+        return bool(message and message.role == Message.Role.ASSISTANT)
+    return True
+
+
+def _section(title: str | None, names: tuple[str, ...]) -> _FieldOpts:
+    if title == "Source text":
+        return {"fields": names, "classes": ["collapse"], "description": SOURCE_TEXT_NOTE}
+    return {"fields": names}
+
+
 @admin.register(Message)
 class MessageAdmin(admin.ModelAdmin):
     """Messages are records of what was said and heard: viewable and deletable, never edited."""
 
     list_display = [
-        "created_at",
+        "when",
+        "text_preview",
         "role",
-        "status",
-        "audio_status",
-        "error_code",
-        "tts_characters",
-        "first_audio_sent_ms",
-        "client_first_audible_ms",
-        "client_underruns",
+        "status_badge",
+        "audio_badge",
+        "conversation_title",
+        "owner",
+        "billed",
+        "heard",
     ]
+    list_display_links = ["when", "text_preview"]
     list_filter = ["role", "status", "audio_status", "error_code"]
-    search_fields = ["text"]
+    search_fields = ["text", "conversation__title", "conversation__owner__username"]
+    ordering = ["-created_at"]
     date_hierarchy = "created_at"
-    list_select_related = ["conversation"]
-    fieldsets = [(title, {"fields": names}) for title, names in MESSAGE_SECTIONS.items()]
+    list_select_related = ["conversation", "conversation__owner"]
     readonly_fields = [name for names in MESSAGE_SECTIONS.values() for name in names]
+
+    class Media:
+        css = ADMIN_CSS
+
+    def get_fieldsets(self, request: HttpRequest, obj: Message | None = None) -> _FieldsetSpec:
+        """Only the sections that say something about this message: a user's has no audio or timings."""
+        return [(title, _section(title, names)) for title, names in MESSAGE_SECTIONS.items() if _shows(title, obj)]
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
@@ -247,11 +306,59 @@ class MessageAdmin(admin.ModelAdmin):
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Message]) -> None:
         message_delete_many(messages=queryset)
 
+    @admin.display(description="time", ordering="created_at")
+    def when(self, message: Message) -> SafeString:
+        return display.moment(message, seconds=False)
+
+    @admin.display(description="text")
+    def text_preview(self, message: Message) -> SafeString:
+        return display.text_preview(message)
+
+    @admin.display(description="text")
+    def rendered_text(self, message: Message) -> SafeString:
+        return format_html('<div class="vc-text">{}</div>', display.message_text(message))
+
+    @admin.display(description="status", ordering="status")
+    def status_badge(self, message: Message) -> SafeString:
+        return display.status_badge(message)
+
+    @admin.display(description="audio", ordering="audio_status")
+    def audio_badge(self, message: Message) -> SafeString | str:
+        return display.audio_badge(message, subject=False) if message.role == Message.Role.ASSISTANT else ""
+
+    @admin.display(description="audio status")
+    def audio_status_badge(self, message: Message) -> SafeString:
+        return display.audio_badge(message, subject=False)
+
     @admin.display(description="audio")
-    def player(self, message: Message) -> str:
-        return audio_player(message)
+    def player(self, message: Message) -> SafeString | str:
+        return display.audio_player(message)
+
+    @admin.display(description="summary")
+    def timings(self, message: Message) -> SafeString | str:
+        return display.timings_line(message) or display.NOTHING
+
+    @admin.display(description="conversation", ordering="conversation__title")
+    def conversation_title(self, message: Message) -> SafeString:
+        url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
+        title = message.conversation.title or f"(untitled {str(message.conversation_id)[:8]})"
+        return format_html('<a class="vc-preview" href="{}" title="{}">{}</a>', url, title, title)
 
     @admin.display(description="conversation")
-    def conversation_link(self, message: Message) -> str:
+    def conversation_link(self, message: Message) -> SafeString:
         url = reverse("admin:chat_conversation_change", args=[message.conversation_id])
         return format_html('<a href="{}">{}</a>', url, message.conversation)
+
+    @admin.display(description="owner", ordering="conversation__owner__username")
+    def owner(self, message: Message) -> str:
+        return message.conversation.owner.get_username()
+
+    @admin.display(description="billed", ordering="tts_characters")
+    def billed(self, message: Message) -> str:
+        """Characters billed; blank for a user's message, which is never spoken."""
+        return f"{message.tts_characters:,}" if message.role == Message.Role.ASSISTANT else ""
+
+    @admin.display(description="heard", ordering="client_first_audible_ms")
+    def heard(self, message: Message) -> str:
+        """How long after Send the browser played the reply's first sound."""
+        return f"{message.client_first_audible_ms} ms" if message.client_first_audible_ms is not None else ""

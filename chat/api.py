@@ -9,6 +9,7 @@ import uuid
 from typing import Any
 
 from django.db.models import QuerySet
+from django.db.models.fields.files import FieldFile
 from django.http import Http404, HttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
@@ -21,7 +22,7 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from chat.byte_ranges import RangeNotSatisfiable, byte_range
-from chat.models import Agent, Conversation, Message
+from chat.models import Agent, Conversation, Greeting, Message
 from chat.serializers import (
     AgentSerializer,
     ConversationRenameSerializer,
@@ -148,15 +149,42 @@ class MessageAudioView(APIView):
             raise Http404("No such audio.") from None
         if not message.audio:
             raise Http404("This message has no audio.")
-        response = _audio_response(message, request.headers.get("Range", ""))
-        response["Accept-Ranges"] = "bytes"
-        response["Cache-Control"] = "private, max-age=86400"
-        response["Content-Disposition"] = f'inline; filename="{message.pk}.wav"'
-        return response
+        return _audio_response(message.audio, request.headers.get("Range", ""), filename=f"{message.pk}.wav")
 
 
-def _audio_response(message: Message, range_header: str) -> HttpResponse:
-    size = message.audio.size
+class GreetingAudioView(APIView):
+    """The stored WAV of an active agent's spoken greeting (shared by all its conversations), with ranges."""
+
+    content_negotiation_class = _AnyContent
+
+    @extend_schema(
+        parameters=[
+            OpenApiParameter("Range", OpenApiTypes.STR, OpenApiParameter.HEADER, description="e.g. bytes=0-1023"),
+        ],
+        responses={
+            (200, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The whole WAV file."),
+            (206, "audio/wav"): OpenApiResponse(OpenApiTypes.BINARY, description="The requested byte range."),
+            404: OpenApiResponse(description="No such greeting, or it has no audio yet."),
+            416: OpenApiResponse(description="The range lies outside the file."),
+        },
+    )
+    def get(self, request: Request, pk: uuid.UUID) -> HttpResponse:
+        greeting = Greeting.objects.filter(pk=pk, agent__is_active=True).exclude(audio="").first()
+        if greeting is None:
+            raise Http404("No such greeting audio.")
+        return _audio_response(greeting.audio, request.headers.get("Range", ""), filename=f"greeting-{greeting.pk}.wav")
+
+
+def _audio_response(audio: FieldFile, range_header: str, *, filename: str) -> HttpResponse:
+    response = _audio_body(audio, range_header)
+    response["Accept-Ranges"] = "bytes"
+    response["Cache-Control"] = "private, max-age=86400"
+    response["Content-Disposition"] = f'inline; filename="{filename}"'
+    return response
+
+
+def _audio_body(audio: FieldFile, range_header: str) -> HttpResponse:
+    size = audio.size
     try:
         span = byte_range(range_header, size)
     except RangeNotSatisfiable:
@@ -164,9 +192,9 @@ def _audio_response(message: Message, range_header: str) -> HttpResponse:
         response["Content-Range"] = f"bytes */{size}"
         return response
     first, last = span if span else (0, size - 1)
-    with message.audio.open("rb") as audio:
-        audio.seek(first)
-        body = audio.read(last - first + 1)
+    with audio.open("rb") as stored:
+        stored.seek(first)
+        body = stored.read(last - first + 1)
     response = HttpResponse(body, status=206 if span else 200, content_type="audio/wav")
     if span:
         response["Content-Range"] = f"bytes {first}-{last}/{size}"

@@ -3,7 +3,7 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet, MessageAudioView
+from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet, GreetingAudioView, MessageAudioView
 
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="api-conversation")
@@ -12,5 +12,6 @@ urlpatterns = [
     path("conversations/<uuid:pk>/messages/", ConversationMessagesView.as_view(), name="api-conversation-messages"),
     path("agents/", AgentListView.as_view(), name="api-agents"),
     path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
+    path("greetings/<uuid:pk>/audio/", GreetingAudioView.as_view(), name="api-greeting-audio"),
     *router.urls,
 ]

@@ -8,6 +8,9 @@ from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.utils.text import Truncator
+
+from chat.markup import markdown_plain
 
 
 def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
@@ -24,9 +27,9 @@ class Agent(models.Model):
     llm = models.CharField(
         "LLM provider", max_length=100, blank=True, help_text="Alias from LLM_PROVIDERS; blank uses LLM_BACKEND."
     )
-    voice_id = models.CharField(max_length=100, blank=True, help_text="Blank uses ELEVENLABS_VOICE_ID.")
+    voice_id = models.CharField("voice ID", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_VOICE_ID.")
     tts_model_id = models.CharField(
-        "TTS model id", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_MODEL_ID."
+        "TTS model ID", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_MODEL_ID."
     )
     stability = models.FloatField(default=0.5, validators=_unit_interval())
     similarity_boost = models.FloatField(default=0.75, validators=_unit_interval())
@@ -82,6 +85,39 @@ def audio_upload_to(message: Message, filename: str) -> str:
     return f"audio/{message.conversation_id}/{filename}"
 
 
+def greeting_upload_to(greeting: Greeting, filename: str) -> str:
+    return f"greetings/{greeting.agent_id}/{filename}"
+
+
+class Greeting(models.Model):
+    """An agent's first message, spoken once per voice and model and reused by every conversation."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "Being synthesised"
+        COMPLETE = "complete", "Complete"
+        FAILED = "failed", "Failed"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
+    agent = models.ForeignKey(Agent, on_delete=models.CASCADE, related_name="greetings")
+    # What makes two greetings sound the same: the text and how it is spoken.
+    key = models.CharField(max_length=64, help_text="SHA-256 of text, voice, model, settings and format.")
+    text = models.TextField()
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.PENDING)
+    audio = models.FileField(upload_to=greeting_upload_to, blank=True)
+    audio_format = models.CharField(max_length=20, blank=True)
+    audio_duration_ms = models.PositiveIntegerField("audio duration (ms)", null=True, blank=True)
+    words = models.JSONField(default=list, blank=True)
+    tts_characters = models.PositiveIntegerField("TTS characters billed", default=0)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["agent", "key"], name="one_greeting_per_voice")]
+
+    def __str__(self) -> str:
+        return f"{self.agent}: {self.text[:40]}"
+
+
 class Message(models.Model):
     class Role(models.TextChoices):
         USER = "user"
@@ -95,8 +131,9 @@ class Message(models.Model):
         FAILED = "failed"
 
     class AudioStatus(models.TextChoices):
-        NONE = "none"
-        PARTIAL = "partial", "partial (audio failed mid-reply)"
+        NONE = "none", "No audio"
+        PENDING = "pending", "Being synthesised"
+        PARTIAL = "partial", "Partial (audio failed mid-reply)"
         COMPLETE = "complete"
         FAILED = "failed"
 
@@ -113,21 +150,64 @@ class Message(models.Model):
     audio = models.FileField(upload_to=audio_upload_to, blank=True)
     audio_status = models.CharField(max_length=10, choices=AudioStatus.choices, default=AudioStatus.NONE)
     audio_format = models.CharField(max_length=20, blank=True, help_text="Format the PCM was produced in.")
-    audio_duration_ms = models.PositiveIntegerField(null=True, blank=True)
-    tts_backend = models.CharField(max_length=100, blank=True)
-    tts_characters = models.PositiveIntegerField(default=0, help_text="Characters billed by the TTS vendor.")
-    tts_request_ids = models.JSONField(default=list, blank=True)
+    audio_duration_ms = models.PositiveIntegerField("audio duration (ms)", null=True, blank=True)
+    tts_backend = models.CharField("TTS backend", max_length=100, blank=True)
+    tts_characters = models.PositiveIntegerField(
+        "TTS characters billed", default=0, help_text="Characters billed by the TTS vendor."
+    )
+    tts_request_ids = models.JSONField("TTS request IDs", default=list, blank=True)
 
-    llm_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
-    first_chunk_ms = models.PositiveIntegerField(null=True, blank=True)
-    tts_first_byte_ms = models.PositiveIntegerField(null=True, blank=True)
-    first_audio_sent_ms = models.PositiveIntegerField(null=True, blank=True)
-    client_first_audible_ms = models.PositiveIntegerField(null=True, blank=True)
-    client_underruns = models.PositiveIntegerField(null=True, blank=True)
+    llm_first_token_ms = models.PositiveIntegerField(
+        "LLM first token (ms)",
+        null=True,
+        blank=True,
+        help_text="From the server receiving the message to the LLM's first token.",
+    )
+    first_chunk_ms = models.PositiveIntegerField(
+        "first speech chunk (ms)",
+        null=True,
+        blank=True,
+        help_text="From the server receiving the message to the first sentence sent for speech.",
+    )
+    tts_first_byte_ms = models.PositiveIntegerField(
+        "TTS first byte (ms)",
+        null=True,
+        blank=True,
+        help_text="From the server receiving the message to the TTS vendor's first audio byte.",
+    )
+    first_audio_sent_ms = models.PositiveIntegerField(
+        "first audio sent (ms)",
+        null=True,
+        blank=True,
+        help_text="From the server receiving the message to the first audio sent to the browser.",
+    )
+    client_first_audible_ms = models.PositiveIntegerField(
+        "first audible (ms)", null=True, blank=True, help_text="From Send until the browser played the first sound."
+    )
+    client_underruns = models.PositiveIntegerField(
+        "underruns", null=True, blank=True, help_text="Times the browser's player ran dry mid-reply."
+    )
+
+    # A conversation's first message is its agent's greeting; its audio is the greeting's, shared.
+    greeting = models.ForeignKey(Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
+    words = models.JSONField(default=list, blank=True)
+    heard_text = models.TextField(
+        blank=True, help_text="What the listener heard of an interrupted reply (from relayed audio and playback)."
+    )
+    # Written while a reply streams; a `streaming` row whose heartbeat stopped belongs to a dead process.
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["created_at"]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="message_conversation_created")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="message_conversation_created"),
+            models.Index(
+                fields=["heartbeat_at"], name="message_streaming_heartbeat", condition=models.Q(status="streaming")
+            ),
+        ]
 
     def __str__(self) -> str:
-        return f"{self.role}: {self.text[:60]}"
+        # What the admin's titles and breadcrumbs show: the words, not the markdown around them.
+        words = Truncator(markdown_plain(self.text[:300])).chars(60) or "(no text)"
+        return f"{self.get_role_display()}: {words}"

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from rest_framework import serializers
 
-from chat import audio as audio_store
 from chat.models import Agent, Conversation, Message
 from chat.services import TITLE_MAX_CHARS
+from chat.turns import audio as audio_store
 
 
 class AgentSerializer(serializers.ModelSerializer):
@@ -58,6 +58,8 @@ class MessageSerializer(serializers.ModelSerializer):
             "first_audio_sent_ms",
             "client_first_audible_ms",
             "client_underruns",
+            "words",
+            "heard_text",
         ]
         read_only_fields = fields
 

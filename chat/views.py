@@ -29,7 +29,9 @@ def index(request: HttpRequest, conversation_id: uuid.UUID | None = None) -> Htt
         try:
             conversation_get(owner=request.user, conversation_id=conversation_id)
         except Conversation.DoesNotExist:
-            raise Http404("No such conversation.") from None
+            # Rendered here, not raised: with DEBUG on, Django would answer a raised Http404 with its
+            # technical page, and a mistyped link is an everyday event, not a routing bug to debug.
+            return render(request, "404.html", status=404)
     return render(request, "chat/index.html", {"config": _client_config(request, conversation_id)})
 
 

@@ -18,6 +18,12 @@ User = get_user_model()
 PASSWORD = "correct-horse-battery-staple"
 
 
+@pytest.fixture(autouse=True)
+def _no_background_sweeper(settings):
+    """In-process tests own their database rows; the sweeper is tested directly and in real processes."""
+    settings.TURN_SWEEP_SECONDS = 0
+
+
 @pytest.fixture
 def user(db):
     return User.objects.create_user(username="alice", password=PASSWORD)

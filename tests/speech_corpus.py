@@ -3,14 +3,66 @@
 Each expected list is what a listener hears, chunk by chunk, with the default `SpeechChunker()` settings.
 The decisions pinned here: links keep their text, images are dropped whole (alt text included); inline
 code is read when short (≤ 40 characters) and dropped when longer; every list item, heading and table row
-becomes its own sentence (a period is added when it has no terminal punctuation); tables are read row by
-row, cells joined by commas, the |---| line skipped; HTML entities are decoded (&amp; → &); a standalone
-< or > is read as "less than" / "greater than"; bare URLs are dropped, e-mail addresses are kept.
+becomes its own sentence (a period is added when it has no terminal punctuation, 。 after CJK text); tables
+are read row by row, cells joined by commas, the |---| line skipped; HTML entities are decoded (&amp; → &);
+a standalone < or > is read as "less than" / "greater than"; bare URLs are dropped, or said as "the link"
+where the sentence needs them ("lives at …"), e-mail addresses are kept; LaTeX math is read the way a
+person says it, or named "(formula shown on screen)" when it is not worth reading; $5 is a price, not
+math; footnote definitions are read as items, link definitions ([1]: https://…) are not; a run without
+punctuation is cut near 160 characters (CJK characters count twice).
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
+from typing import Any
+
+from chat.speech import SpeechChunk, SpeechChunker
+
+TOKENS_PER_SECOND = 30  # the pace of the simulated LLM
+_LLM_TOKEN = re.compile(
+    r" ?[^\W\d_]+(?<![\u3040-\u9fff])"  # a word with the space before it
+    r"| ?\d{1,3}"  # numbers in threes
+    r"|[\u3040-\u30ff\u3400-\u9fff]{1,2}"  # CJK: one or two characters
+    r"|\n+| +|[^\w\s]{1,2}| ?.",  # newlines, spaces, markup and punctuation in ones and twos
+    re.DOTALL,
+)
+
+
+def llm_tokens(text: str) -> list[str]:
+    """Roughly how an LLM streams a reply: words with their leading space, CJK in ones and twos."""
+    tokens = _LLM_TOKEN.findall(text)
+    assert "".join(tokens) == text
+    return tokens
+
+
+@dataclass(frozen=True)
+class Release:
+    token: int  # index of the token whose arrival released the chunk; len(tokens) = the end of the reply
+    chunk: SpeechChunk
+
+    @property
+    def ms(self) -> float:
+        """When, on the simulated clock: token i arrives at (i + 1) / TOKENS_PER_SECOND."""
+        return (self.token + 1) * 1000 / TOKENS_PER_SECOND
+
+
+def releases(tokens: list[str], **options: Any) -> list[Release]:
+    """Feed the tokens one by one; note which token released each chunk (the end: the flush)."""
+    chunker = SpeechChunker(**options)
+    out = [Release(i, chunk) for i, token in enumerate(tokens) for chunk in chunker.feed(token)]
+    return out + [Release(len(tokens), chunk) for chunk in chunker.flush()]
+
+
+def token_at(tokens: list[str], char: int) -> int:
+    """The index of the token that holds character `char` of the reply."""
+    end = 0
+    for i, token in enumerate(tokens):
+        end += len(token)
+        if char < end:
+            return i
+    raise IndexError(char)
 
 
 @dataclass(frozen=True)
@@ -19,6 +71,8 @@ class Case:
     reply: str
     chunks: list[str]
 
+
+FOX = "the quick brown fox jumps over the lazy dog"
 
 CORPUS: list[Case] = [
     Case(
@@ -302,8 +356,8 @@ CORPUS: list[Case] = [
             "(https://example.net/page)."
         ),
         [
-            "Visit for more information.",
-            "You can also try. Or email support@example.com if you are stuck.",
+            "Visit the link for more information.",
+            "You can also try the link. Or email support@example.com if you are stuck.",
             "See also.",
         ],
     ),
@@ -501,43 +555,15 @@ CORPUS: list[Case] = [
     ),
     Case(
         "long_no_punct",
-        (
-            "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-            "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-            "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-            "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-            "over the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox "
-            "jumps over the lazy dog the quick brown fox jumps over the lazy dog the quick brown "
-            "fox jumps over the lazy dog the quick brown fox jumps over the lazy dog the quick "
-            "brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog the "
-            "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-            "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-            "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-            "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-            "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-            "over the lazy dog"
-        ),
-        [
-            (
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-                "the lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps "
-                "over the lazy dog the quick brown fox jumps over the lazy dog the"
-            ),
-            (
-                "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over "
-                "the lazy dog the quick brown fox jumps over the lazy dog the"
-            ),
-            (
-                "quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy dog "
-                "the quick brown fox jumps over the lazy dog the quick brown fox jumps over the lazy "
-                "dog the quick brown fox jumps over the lazy dog the quick brown fox jumps over the "
-                "lazy dog the quick brown fox jumps over the lazy dog."
-            ),
+        " ".join([FOX] * 25),
+        [  # cut at a word boundary near 160 characters, not at the 400 cap
+            f"{FOX} {FOX} {FOX} the quick brown fox jumps",
+            f"over the lazy dog {FOX} {FOX} {FOX} the quick",
+            f"brown fox jumps over the lazy dog {FOX} {FOX} the quick brown fox jumps over the",
+            f"lazy dog {FOX} {FOX} {FOX} the quick brown",
+            f"fox jumps over the lazy dog {FOX} {FOX} {FOX}",
+            f"{FOX} {FOX} {FOX} the quick brown fox jumps",
+            f"over the lazy dog {FOX} {FOX} {FOX}.",
         ],
     ),
     Case(
@@ -554,12 +580,13 @@ CORPUS: list[Case] = [
             "This sentence is deliberately long, because it tests the maximum length rule,",
             (
                 "which says that chunks over four hundred characters are split at clause boundaries; "
-                "it keeps going with more and more words so that the limit is reached, and then it "
-                "continues even further with extra detail about nothing in particular, just padding "
-                "the text so that the chunker has to decide where to cut it, preferably at a comma or "
-                "a semicolon rather than in the middle of a phrase,"
+                "it keeps going with more and more words so that the limit is reached,"
             ),
-            "and finally it ends here.",
+            (
+                "and then it continues even further with extra detail about nothing in particular, just "
+                "padding the text so that the chunker has to decide where to cut it,"
+            ),
+            "preferably at a comma or a semicolon rather than in the middle of a phrase, and finally it ends here.",
         ],
     ),
     Case(
@@ -853,6 +880,163 @@ CORPUS: list[Case] = [
             "Short answer: use PostgreSQL in production.",
             "Database, Good for. SQLite, tests, demos. PostgreSQL, production.",
             "Both work with Django out of the box.",
+        ],
+    ),
+    Case(
+        "japanese_long",
+        (
+            "東京は日本の首都で、世界で最も人口の多い都市圏の一つです。毎年たくさんの観光客が訪れ、寺や神社、美術館、そして美味しい料理を楽しんでいます。春には桜が咲き、秋には紅葉が美し"
+            "いです。ぜひ一度訪れてみてください！"
+        ),
+        [
+            "東京は日本の首都で、世界で最も人口の多い都市圏の一つです。",
+            "毎年たくさんの観光客が訪れ、寺や神社、美術館、そして美味しい料理を楽しんでいます。",
+            "春には桜が咲き、秋には紅葉が美しいです。ぜひ一度訪れてみてください！",
+        ],
+    ),
+    Case(
+        "japanese_quotes_fullwidth",
+        "先生は「明日はテストです。」と言いました。本当ですか？ はい、本当です！ "
+        "準備はできていますか．もう少し勉強します…。",
+        [
+            "先生は「明日はテストです。」と言いました。",
+            "本当ですか？ はい、本当です！ 準備はできていますか．もう少し勉強します…。",
+        ],
+    ),
+    Case(
+        "chinese_quotes",
+        "他说：“我明天会来。”然后就走了。你相信他吗？我觉得他会来的，因为他从来没有失约过，而且他说话一向算数。",
+        [
+            "他说：“我明天会来。”",
+            "然后就走了。你相信他吗？我觉得他会来的，因为他从来没有失约过，而且他说话一向算数。",
+        ],
+    ),
+    Case(
+        "japanese_mixed_markdown",
+        (
+            "## 手順\n\n1. **Python**をインストールします。\n2. `pip install requests`を実行します。\n\n"
+            "詳しくは[公式サイト](https://example.com)を見てください。"
+        ),
+        [
+            "手順。",
+            "Pythonをインストールします。pip install requestsを実行します。",
+            "詳しくは公式サイトを見てください。",
+        ],
+    ),
+    Case(
+        "latex_inline",
+        (
+            "The area of a circle is $A = \\pi r^2$, where $r$ is the radius. Einstein wrote $E = "
+            "mc^2$. Euler's identity \\(e^{i\\pi} + 1 = 0\\) links five constants, and $\\frac{1}{2}$ "
+            "of $10$ is $5$."
+        ),
+        [
+            "The area of a circle is A equals pi r squared,",
+            "where r is the radius. Einstein wrote E equals m c squared.",
+            ("Euler's identity e to the power of i pi plus 1 equals 0 links five constants, and one half of 10 is 5."),
+        ],
+    ),
+    Case(
+        "latex_display",
+        (
+            "The solutions of $ax^2 + bx + c = 0$ are:\n\n$$\nx = \\frac{-b \\pm \\sqrt{b^2-4ac}}{2a}\n"
+            "$$\n\nThe Pythagorean theorem is \\[a^2 + b^2 = c^2\\] for a right triangle. A system "
+            "looks like this:\n\n$$\n\\begin{aligned} x + y &= 3 \\\\ x - y &= 1 \\end{aligned}\n$$\n\n"
+            "Solve it by adding the equations."
+        ),
+        [
+            "The solutions of a x squared plus b x plus c equals 0 are:",
+            "x equals minus b plus or minus the square root of b squared minus 4 a c, all over 2 a.",
+            "The Pythagorean theorem is a squared plus b squared equals c squared for a right triangle.",
+            "A system looks like this: (formula shown on screen).",
+            "Solve it by adding the equations.",
+        ],
+    ),
+    Case(
+        "latex_calculus",
+        (
+            "The derivative is $f'(x) = 2x$, and $\\int_0^1 x^2\\,dx = \\frac{1}{3}$. We know that "
+            "$\\lim_{x \\to 0} \\frac{\\sin x}{x} = 1$ is a classic. Also $\\alpha \\le \\beta$ and $x "
+            "\\neq 0$, $a_{n+1} = 2a_n$."
+        ),
+        [
+            "The derivative is f prime of x equals 2 x,",
+            "and the integral from 0 to 1 of x squared d x equals one third.",
+            "We know that the limit as x approaches 0 of sine x over x equals 1 is a classic.",
+            ("Also alpha is less than or equal to beta and x is not equal to 0, a sub n plus 1 equals 2 a sub n."),
+        ],
+    ),
+    Case(
+        "prices_not_math",
+        (
+            "The basic plan is $5 and the pro plan is $10 per month. A yearly plan costs $99.99, "
+            "so you save about $20. Prices range from $5-$10 depending on the region."
+        ),
+        [
+            "The basic plan is $5 and the pro plan is $10 per month.",
+            "A yearly plan costs $99.99, so you save about $20.",
+            "Prices range from $5-$10 depending on the region.",
+        ],
+    ),
+    Case(
+        "comment_after_sentence",
+        (
+            "Your order has shipped and should arrive soon. <!-- tracking: internal note, not for "
+            "the user --> You can track it from your account page."
+        ),
+        [
+            "Your order has shipped and should arrive soon.",
+            "You can track it from your account page.",
+        ],
+    ),
+    Case(
+        "double_underscore",
+        ("Query the items__product table, then call the __init__ method and check MAX__SIZE before you export."),
+        [
+            "Query the items product table, then call the init method and check MAX SIZE before you export.",
+        ],
+    ),
+    Case(
+        "footnote_definitions",
+        (
+            "The Great Wall is visible from low orbit only under ideal conditions.[^1] Most "
+            "astronauts say they could not see it.[^2]\n\n[^1]: Under clear skies, with the sun low.\n"
+            "[^2]: Several NASA interviews confirm this.\n[3]: https://example.com/great-wall"
+        ),
+        [
+            "The Great Wall is visible from low orbit only under ideal conditions.",
+            "Most astronauts say they could not see it. Under clear skies, with the sun low.",
+            "Several NASA interviews confirm this.",
+        ],
+    ),
+    Case(
+        "url_after_preposition",
+        (
+            "The documentation lives at https://docs.example.com/guide. You can also send feedback "
+            "to https://example.com/feedback or read the notes (https://example.com/notes)."
+        ),
+        [
+            "The documentation lives at the link.",
+            "You can also send feedback to the link or read the notes.",
+        ],
+    ),
+    Case(
+        "run_on_clauses",
+        (
+            "so basically what you want to do is open the settings page and then find the section "
+            "called advanced where there is a toggle for streaming which you should turn on and "
+            "then save the settings and reload the page after which the replies will start "
+            "speaking right away without waiting for the whole answer to be written out"
+        ),
+        [
+            (
+                "so basically what you want to do is open the settings page and then find the section "
+                "called advanced where there is a toggle for streaming which you should turn"
+            ),
+            (
+                "on and then save the settings and reload the page after which the replies will start "
+                "speaking right away without waiting for the whole answer to be written out."
+            ),
         ],
     ),
 ]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import html as html_lib
 import io
 import json
 import re
+from html.parser import HTMLParser
 
 import pytest
 from django.utils import timezone
+from django.utils.html import strip_tags
 
+from chat.markup import markdown_html
 from chat.models import Agent, Conversation, Message
+from tests.admin_data import HOSTILE_QUESTION, review_conversation
 
 pytestmark = pytest.mark.django_db
 
@@ -51,10 +56,47 @@ def weather(other_user, agent) -> Conversation:
     return conversation
 
 
+@pytest.fixture
+def review(user, agent, media_root) -> Conversation:
+    return review_conversation(owner=user, agent=agent)
+
+
 def changelist(admin_client, model: str, **params: object) -> list:
     response = admin_client.get(f"/admin/chat/{model}/", params)
     assert response.status_code == 200
     return list(response.context["cl"].result_list)
+
+
+def transcript_turns(admin_client, conversation: Conversation) -> list[str]:
+    """The HTML of each message block of the conversation's admin page, in page order."""
+    response = admin_client.get(f"/admin/chat/conversation/{conversation.id}/change/")
+    assert response.status_code == 200
+    page = response.content.decode()
+    section = page[page.index('class="inline-group vc-transcript"') : page.index('class="submit-row"')]
+    return section.split('<article class="vc-turn ')[1:]
+
+
+def part(turn: str, name: str) -> str:
+    """One part (heading, body, player, details) of a message block, or "" when the block has none."""
+    marker = f'<div class="vc-turn-{name}">'
+    if marker not in turn:
+        return ""
+    return turn[turn.index(marker) + len(marker) : turn.index("</div>\n", turn.index(marker))]
+
+
+class Elements(HTMLParser):
+    """Every element a browser would build from the HTML, with its attributes."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.found: list[tuple[str, dict[str, str | None]]] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.found.append((tag, dict(attrs)))
+
+
+def text(fragment: str) -> str:
+    return " ".join(html_lib.unescape(strip_tags(fragment)).split())
 
 
 def export(admin_client, action: str, *conversations: Conversation):
@@ -172,13 +214,144 @@ def test_it_filters_by_agent_and_date(admin_client, transcript, weather) -> None
 def test_it_shows_the_transcript_in_order_with_audio_and_timings(admin_client, transcript, spoken_reply) -> None:
     spoken_reply.conversation = transcript
     spoken_reply.save()
-    response = admin_client.get(f"/admin/chat/conversation/{transcript.id}/change/")
-    assert response.status_code == 200
-    html = response.content.decode()
-    assert html.index("Price, &quot;quoted&quot;") < html.index("It is 5 €.") < html.index("Hi.")
-    assert f'<audio controls preload="none" src="/api/messages/{spoken_reply.id}/audio/">' in html
-    assert "LLM first token 120 ms · first audio sent 480 ms · 2 underruns" in html
+    turns = transcript_turns(admin_client, transcript)
+    assert [text(part(turn, "body")) for turn in turns] == ['Price, "quoted" next line', "It is 5 €.", "Hi."]
+    assert f'<audio controls preload="none" src="/api/messages/{spoken_reply.id}/audio/">' in part(turns[2], "player")
+    assert text(part(turns[1], "details")) == "LLM 120 ms · first audio 480 ms · 2 underruns"
     assert admin_client.get(f"/api/messages/{spoken_reply.id}/audio/").status_code == 200
+
+
+def test_it_heads_each_transcript_message_with_its_role_and_time(admin_client, review) -> None:
+    turns = transcript_turns(admin_client, review)
+    headings = [part(turn, "heading") for turn in turns]
+    assert [re.search(r'class="vc-role">(\w+)<', h)[1] for h in headings] == ["User", "Assistant"] * 3  # type: ignore[index]
+    first = review.messages.order_by("created_at")[0]
+    assert f'<time datetime="{first.created_at.isoformat()}"' in headings[0]
+    messages = review.messages.order_by("created_at")
+    assert all(f"/admin/chat/message/{m.id}/change/" in h for m, h in zip(messages, headings, strict=True))
+    page = "".join(turns)
+    assert "assistant: " not in page and "user: " not in page  # the raw __str__ of the old inline
+
+
+def test_it_renders_a_replys_markdown_instead_of_showing_it(admin_client, review) -> None:
+    body = part(transcript_turns(admin_client, review)[1], "body")
+    assert "<h3>Streaming speech</h3>" in body
+    assert "<strong>streaming</strong>" in body and "<em>while</em>" in body
+    assert "<ol>" in body and "<li>The LLM streams tokens.</li>" in body
+    assert "<code>/stream</code>" in body
+    assert '<pre><code>TTS_BACKEND = "elevenlabs"\nif chunk &lt; limit:\n    speak(chunk)\n</code></pre>' in body
+    assert "###" not in body and "**" not in body and "```" not in body
+
+
+def test_it_shows_html_in_a_message_as_typed_and_never_runs_it(admin_client, review) -> None:
+    body = part(transcript_turns(admin_client, review)[2], "body")
+    assert text(body) == HOSTILE_QUESTION.replace("[link](javascript:alert(2))", "link")
+    assert "What does &lt;script&gt;alert('x')&lt;/script&gt; do? &lt;img src=x onerror=alert(1)&gt;" in body
+    assert '<a rel="noopener noreferrer nofollow">link</a>' in body  # the javascript: target is gone
+    assert "<script" not in body and "<img" not in body and "javascript:" not in body
+
+
+@pytest.mark.parametrize(
+    "hostile",
+    [
+        "<script>alert(1)</script>",
+        "<img src=x onerror=alert(1)>",
+        '<a href="javascript:alert(1)">x</a>',
+        "[x](javascript:alert(1))",
+        "[x](  JaVaScRiPt:alert(1))",
+        "[x]: javascript:alert(1)\n\n[y][x]",
+        "![x](https://tracker.example/pixel.png)",
+        '<div style="position:fixed;inset:0">cover</div>',
+        "<iframe src=https://example.com></iframe>",
+        "```\n</code></pre><script>alert(1)</script>\n```",
+        "`<svg onload=alert(1)>`",
+        "<<script>script>alert(1)<</script>/script>",
+    ],
+)
+def test_it_renders_hostile_markdown_as_inert_html(hostile) -> None:
+    elements = Elements()
+    elements.feed(str(markdown_html(hostile)))
+    assert {tag for tag, _ in elements.found} <= {"p", "a", "pre", "code", "br"}
+    for _, attrs in elements.found:
+        assert set(attrs) <= {"href", "rel", "title"}, attrs
+        assert re.match(r"(https?|mailto):", attrs.get("href") or "https:"), attrs
+
+
+def test_it_keeps_links_with_safe_schemes_and_marks_them_nofollow() -> None:
+    rendered = str(markdown_html("See [the docs](https://elevenlabs.io/docs) or <https://example.com>."))
+    assert '<a href="https://elevenlabs.io/docs" rel="noopener noreferrer nofollow">the docs</a>' in rendered
+    assert '<a href="https://example.com" rel="noopener noreferrer nofollow">https://example.com</a>' in rendered
+
+
+def test_it_keeps_a_typed_line_break() -> None:
+    assert str(markdown_html("first line\nsecond line")) == "<p>first line<br>\nsecond line</p>"
+
+
+def test_it_puts_a_replys_timings_on_one_line_with_units_and_its_cost(admin_client, review) -> None:
+    turns = transcript_turns(admin_client, review)
+    details = part(turns[1], "details")
+    lines = [text(line) for line in re.findall(r'<div class="vc-line">(.*?)</div>', details)]
+    assert lines == [
+        "LLM 212 ms · first chunk 268 ms · TTS 391 ms · first audio 402 ms · heard 483 ms · 2.4 s audio",
+        "187 characters billed · elevenlabs",
+    ]
+    assert (
+        'title="LLM first token (ms): From the server receiving the message to the LLM&#x27;s first token."' in details
+    )
+    interrupted = text(part(turns[3], "details"))
+    assert interrupted.startswith("LLM 198 ms") and "1.1 s audio · 1 underrun" in interrupted
+    assert 'class="vc-figure vc-warn"' in part(turns[3], "details")
+
+
+def test_it_shows_status_and_audio_badges_in_their_colours(admin_client, review) -> None:
+    heading = [part(turn, "heading") for turn in transcript_turns(admin_client, review)]
+    assert (
+        '<span class="vc-badge vc-ok">Complete</span> <span class="vc-badge vc-ok">Audio complete</span>' in heading[1]
+    )
+    assert '<span class="vc-badge vc-warn">Interrupted</span>' in heading[3]
+    assert '<span class="vc-badge vc-warn" title="Partial (audio failed mid-reply)">Audio partial</span>' in heading[3]
+    assert '<span class="vc-badge vc-bad" title="llm_unavailable: The language model' in heading[5]
+    assert "vc-badge" not in heading[0]  # a user's message is complete once stored: no badge to read
+
+
+def test_it_shows_the_error_of_a_failed_reply(admin_client, review) -> None:
+    failed = transcript_turns(admin_client, review)[5]
+    assert text(part(failed, "details")) == "llm_unavailable: The language model did not answer within 30 seconds."
+    assert text(part(failed, "body")) == "(no text)"
+    assert part(failed, "player") == ""
+
+
+def test_it_shows_no_audio_or_timings_for_a_users_message(admin_client, review) -> None:
+    turns = transcript_turns(admin_client, review)
+    for turn in turns[0::2]:
+        assert (part(turn, "player"), part(turn, "details")) == ("", "")
+    for turn in turns[1:4:2]:
+        assert "<audio" in part(turn, "player") and "ms" in part(turn, "details")
+
+
+def test_it_saves_a_conversation_title_past_the_read_only_transcript(admin_client, review) -> None:
+    url = f"/admin/chat/conversation/{review.id}/change/"
+    page = admin_client.get(url).content.decode()
+    form = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page))
+    assert form["messages-TOTAL_FORMS"] == "6"
+    response = admin_client.post(url, {**form, "title": "Renamed"})
+    assert response.status_code == 302, response.context and response.context["errors"]
+    review.refresh_from_db()
+    assert review.title == "Renamed"
+    assert review.messages.count() == 6
+    assert (
+        review.messages.filter(role="user").first().text
+        == "How does streaming speech work? Show me the setting, please."
+    )
+
+
+def test_it_sums_the_speech_billed_per_conversation(admin_client, review, transcript) -> None:
+    rows = changelist(admin_client, "conversation", q="streaming")  # matches several messages: one row
+    assert [(c.title, c.billed) for c in rows] == [("How streaming speech works", 187 + 64)]
+    page = admin_client.get(f"/admin/chat/conversation/{review.id}/change/").content.decode()
+    assert "251 characters billed for 2 spoken replies · 3.5 s audio" in page
+    page = admin_client.get(f"/admin/chat/conversation/{transcript.id}/change/").content.decode()
+    assert "no spoken replies" in page
 
 
 def test_it_deletes_conversations_with_their_audio_from_the_admin(
@@ -238,8 +411,80 @@ def test_it_lists_filters_and_searches_messages(admin_client, transcript, weathe
     assert [m.text for m in changelist(admin_client, "message", status__exact="interrupted")] == ["It is 5 €."]
     assert [m.text for m in changelist(admin_client, "message", role__exact="user", q="rain")] == ["Rain tomorrow?"]
     assert changelist(admin_client, "message", audio_status__exact="failed") == []
-    html = admin_client.get("/admin/chat/message/").content.decode()
-    assert "first audio sent ms" in html.lower() and "client underruns" in html.lower()
+    assert {m.text for m in changelist(admin_client, "message", q="mallory")} == {"Rain tomorrow?"}
+    assert len(changelist(admin_client, "message", q="billing")) == 2  # by conversation title
+
+
+def test_it_lists_messages_newest_first_with_text_conversation_and_owner(admin_client, review, weather) -> None:
+    response = admin_client.get("/admin/chat/message/")
+    columns = response.context["cl"].list_display[1:]
+    assert columns == [
+        "when",
+        "text_preview",
+        "role",
+        "status_badge",
+        "audio_badge",
+        "conversation_title",
+        "owner",
+        "billed",
+        "heard",
+    ]
+    rows = list(response.context["cl"].result_list)
+    assert rows == sorted(rows, key=lambda m: m.created_at, reverse=True)
+    page = response.content.decode()
+    assert '<span class="vc-preview" title="Streaming speech Good question about streaming. The reply' in page
+    assert 'title="What does &lt;script&gt;alert(&#x27;x&#x27;)&lt;/script&gt; do? &lt;img src=x onerror' in page
+    assert "<script>alert" not in page
+    assert '<td class="field-owner">alice</td>' in page and '<td class="field-owner">mallory</td>' in page
+    assert f'href="/admin/chat/conversation/{review.id}/change/" title="How streaming speech works"' in page
+    assert '<td class="field-billed">187</td>' in page and '<td class="field-heard">483 ms</td>' in page
+    failed = 'title="The language model did not answer within 30 seconds.">(llm_unavailable)</span>'
+    assert f'<span class="vc-preview vc-empty" {failed}' in page
+
+
+def test_it_labels_fields_and_choices_as_a_person_would_write_them(admin_client, review) -> None:
+    reply = review.messages.filter(role="assistant", audio_status="complete").get()
+    page = admin_client.get(f"/admin/chat/message/{reply.id}/change/").content.decode()
+    labels = re.findall(r"<label>([^<]+):</label>", page)
+    for label in [
+        "LLM first token (ms)",
+        "TTS first byte (ms)",
+        "TTS characters billed",
+        "TTS request IDs",
+        "Audio duration (ms)",
+    ]:
+        assert label in labels
+    assert not [label for label in labels if re.search(r"\b(Llm|Tts|ms)\b", label) and "(ms)" not in label]
+    listing = admin_client.get("/admin/chat/message/").content.decode()
+    assert "Partial (audio failed mid-reply)" in listing and "partial (audio failed" not in listing
+    assert [label for _, label in Message.AudioStatus.choices] == [
+        "No audio",
+        "Partial (audio failed mid-reply)",
+        "Complete",
+        "Failed",
+    ]
+
+
+def test_it_shows_only_the_sections_a_message_has(admin_client, review) -> None:
+    def sections(message: Message) -> list[str]:
+        page = admin_client.get(f"/admin/chat/message/{message.id}/change/").content.decode()
+        return re.findall(r'class="fieldset-heading">([^<]+)</h2>', page)
+
+    user, reply, *_ = review.messages.order_by("created_at")
+    failed = review.messages.get(status="failed")
+    assert sections(user) == ["Source text"]
+    assert sections(reply) == ["Audio and cost", "Timings", "Source text"]
+    assert sections(failed) == ["Error", "Audio and cost", "Timings", "Source text"]
+
+
+def test_it_shows_a_messages_text_rendered_and_its_source_as_stored(admin_client, review) -> None:
+    reply = review.messages.filter(role="assistant", audio_status="complete").get()
+    page = admin_client.get(f"/admin/chat/message/{reply.id}/change/").content.decode()
+    assert '<div class="vc-text"><h3>Streaming speech</h3>' in page
+    assert "### Streaming speech<br>" in page  # the stored text, escaped, under "Source text"
+    title = re.search(r"<title>([^<]*)</title>", page)[1]  # type: ignore[index]
+    assert title.startswith("Assistant: Streaming speech Good question about streaming. The")
+    assert str(review.messages.get(status="failed")) == "Assistant: (no text)"
 
 
 def test_it_shows_a_message_read_only_with_its_player(admin_client, spoken_reply) -> None:

@@ -38,7 +38,7 @@ def bench_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[server
 
 def spoken_chunks() -> list[str]:
     chunker = SpeechChunker()
-    return chunker.feed(DemoLLM.reply_for(MESSAGE)) + chunker.flush()
+    return [chunk.text for chunk in chunker.feed(DemoLLM.reply_for(MESSAGE)) + chunker.flush()]
 
 
 @pytest.mark.parametrize("clients", [1, 5])

@@ -51,8 +51,22 @@ async def test_it_announces_the_conversation_and_audio_format_first(user, agent)
     meta = first["conversation_initiation_metadata_event"]
     assert meta["agent_output_audio_format"].startswith("pcm_")
     assert meta["agent_id"] == str(agent.id)
-    conversation = await Conversation.objects.aget(pk=meta["conversation_id"])
-    assert conversation.owner_id == user.id
+    assert meta["conversation_exists"] is False
+    assert not await Conversation.objects.filter(pk=meta["conversation_id"]).aexists()
+
+
+async def test_it_creates_the_announced_conversation_on_the_first_message_only(user, agent) -> None:
+    sockets = [await connect(user) for _ in range(3)]
+    metas = [(await c.receive_json_from())["conversation_initiation_metadata_event"] for c, _ in sockets]
+    assert await Conversation.objects.acount() == 0  # sockets and page loads leave no empty rows
+    first, _ = sockets[0]
+    await send(first, {"type": "user_message", "text": "Hello there."})
+    await receive_until(first)
+    for communicator, _ in sockets:
+        await communicator.disconnect()
+    conversation = await Conversation.objects.aget()
+    assert str(conversation.id) == metas[0]["conversation_id"]
+    assert conversation.owner_id == user.id and conversation.title == "Hello there."
 
 
 async def test_it_resumes_one_of_my_conversations(user, conversation) -> None:

@@ -21,7 +21,7 @@ def expected_audio(reply: str) -> bytes:
     """The fake vendor's PCM for each speakable chunk of `reply`, in speaking order."""
     chunker = SpeechChunker()
     chunks = chunker.feed(reply) + chunker.flush()
-    return b"".join(pcm_for(chunk, 24000) for chunk in chunks)
+    return b"".join(pcm_for(chunk.text, 24000) for chunk in chunks)
 
 
 @pytest.fixture(autouse=True)
@@ -154,8 +154,25 @@ async def test_it_interrupts_within_100_ms_and_keeps_the_partial_text(user, conv
     reply = await Message.objects.aget(pk=complete["message_id"])
     assert reply.status == "interrupted"
     correction = log.of("agent_response_correction")[0]
-    assert correction["corrected_agent_response"] == reply.text
+    assert correction["original_agent_response"] == reply.text
+    assert len(correction["corrected_agent_response"]) < len(reply.text)  # only what was spoken whole
     assert any(r.disconnected_early for r in elevenlabs_settings.tts_requests())
+
+
+async def test_it_sends_the_text_so_far_as_agent_response_before_the_interruption(user, conversation, settings):
+    settings.LLM_PROVIDERS["demo"]["OPTIONS"] = {"tokens_per_second": 20}  # still writing when interrupted
+    communicator = await open_conversation(user, conversation)
+    await send(communicator, {"type": "user_message", "text": QUESTION})
+    await receive_until(communicator, "agent_chat_response_part")  # start
+    await receive_until(communicator, "agent_chat_response_part")  # first delta
+    await send(communicator, {"type": "interrupt"})
+    log = await receive_until(communicator)
+    await communicator.disconnect()
+    types = log.types
+    assert types.index("agent_response") < types.index("interruption")
+    reply = await Message.objects.aget(role="assistant")
+    assert log.of("agent_response")[0]["agent_response"] == reply.text
+    assert reply.text and len(reply.text) < len(DemoLLM.reply_for(QUESTION))
 
 
 async def test_it_interrupts_the_running_turn_when_a_new_message_arrives(user, conversation, elevenlabs_settings):

@@ -215,6 +215,10 @@ SPECTACULAR_SETTINGS = {
 # --- Voice pipeline ---------------------------------------------------------------------------
 MAX_MESSAGE_CHARS = env_int("MAX_MESSAGE_CHARS", 4000, minimum=1)
 LLM_HISTORY_CHARS = env_int("LLM_HISTORY_CHARS", 12000, minimum=100)
+# Longest WebSocket frame a client may send; over it the socket is closed (4009) before anything is parsed.
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
+# How often each process closes replies that a dead process left `streaming` (0: never).
+TURN_SWEEP_SECONDS = env_float("TURN_SWEEP_SECONDS", 30.0)
 # `pipelined` speaks each sentence as soon as it is written; `whole_reply` waits for the whole reply
 # and makes one TTS request (what peers do) — kept for the benchmark's baseline.
 SPEECH_MODE = env_str("SPEECH_MODE", "pipelined")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class ProviderError(Exception):
@@ -66,7 +66,6 @@ class SpeechReceipt:
     request_id: str = ""
     characters: int = 0
     first_byte_at: float | None = None  # time.monotonic() of the first audio byte
-    extra: dict[str, str] = field(default_factory=dict)
 
 
 class TTSProvider(ABC):

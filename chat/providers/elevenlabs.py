@@ -199,7 +199,6 @@ class ElevenLabsTTS(TTSProvider):
         voice_id = request.voice_id or self.voice_id
         async with _semaphore(self.max_concurrency):
             for attempt in range(self.max_retries + 1):
-                receipt.extra["attempts"] = str(attempt + 1)
                 started = False
                 try:
                     # aclosing: an early close of ours must close the HTTP response now, not at GC.

@@ -48,6 +48,8 @@ def duration_ms(size: int, sample_rate: int) -> int:
 
 def audio_url(message: Message) -> str | None:
     """Where the browser fetches a message's stored audio, or None when it has none."""
-    if not message.audio:
-        return None
-    return reverse("api-message-audio", kwargs={"pk": message.pk})
+    if message.audio:
+        return reverse("api-message-audio", kwargs={"pk": message.pk})
+    if message.greeting_id:  # a conversation's first message plays its agent's shared greeting
+        return reverse("api-greeting-audio", kwargs={"pk": message.greeting_id})
+    return None
