@@ -185,7 +185,9 @@ def test_it_shows_the_history_after_a_reload_and_replays_with_pause_progress_and
     expect(page.get_by_label("Volume")).to_have_value("0.5")
     page.get_by_label("Auto-play").check()
     expect(page.locator(".message.user")).to_have_count(7)
-    first, second = page.locator(".message.assistant").nth(0), page.locator(".message.assistant").nth(1)
+    stored = page.locator(".message.assistant").filter(has=page.get_by_role("button", name="Replay this reply"))
+    ids = stored.evaluate_all("all => all.map((m) => m.dataset.messageId)")
+    first, second = (page.locator(f'.message[data-message-id="{i}"]') for i in ids[:2])
     expect(first).to_have_attribute("data-status", "complete")
 
     first.get_by_role("button", name="Replay this reply").click()
