@@ -55,28 +55,26 @@ export function Composer({ draft, onDraft, maxChars, blocked, canStop, onSend, o
         value={draft}
         onChange={(e) => onDraft(e.target.value)}
         onKeyDown={onKeyDown}
-        placeholder="Type a message — Enter sends, Shift+Enter adds a line"
-        aria-describedby="composer-counter composer-why"
+        placeholder="Type a message…"
+        aria-describedby="composer-why composer-counter"
         aria-invalid={over > 0 || undefined}
         rows={1}
       />
-      <div className="side">
-        <div className="actions">
-          <button type="button" className={`stop${canStop ? "" : " off"}`} onClick={onStop} disabled={!canStop} aria-hidden={!canStop || undefined} tabIndex={canStop ? 0 : -1}>
-            Stop
-          </button>
-          <button type="submit" disabled={!canSend} aria-describedby="composer-why">
-            Send
-          </button>
-        </div>
-        <span id="composer-counter" className={`counter${over > 0 ? " over" : ""}`}>
-          <span className="sr-only">Characters used: </span>
-          {draft.length.toLocaleString()}/{maxChars.toLocaleString()}
-        </span>
+      <div className="actions">
+        <button type="button" className={`stop${canStop ? "" : " off"}`} onClick={onStop} disabled={!canStop} aria-hidden={!canStop || undefined} tabIndex={canStop ? 0 : -1}>
+          Stop
+        </button>
+        <button type="submit" disabled={!canSend} aria-describedby="composer-why">
+          Send
+        </button>
       </div>
-      <p id="composer-why" className={`why${over > 0 ? " over" : ""}`} aria-live="polite">
-        {why ?? ""}
+      <p id="composer-why" className={`why${why ? " blocked" : ""}${over > 0 ? " over" : ""}`} aria-live="polite">
+        {why ?? <span className="hint">Enter sends · Shift+Enter adds a line</span>}
       </p>
+      <span id="composer-counter" className={`counter${over > 0 ? " over" : ""}`}>
+        <span className="sr-only">Characters used: </span>
+        {draft.length.toLocaleString()}/{maxChars.toLocaleString()}
+      </span>
     </form>
   );
 }

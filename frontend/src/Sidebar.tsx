@@ -93,6 +93,7 @@ export function Sidebar(props: SidebarProps) {
             New conversation
           </button>
         </div>
+        {!shown.length && <p className="none">Your conversations will be listed here.</p>}
         {groupByDay(shown, (c) => c.updated_at).map(({ group, items }) => (
           <section key={group} className="group" aria-label={group}>
             <h2>{group}</h2>
