@@ -14,8 +14,8 @@ from django.views.decorators.csrf import ensure_csrf_cookie
 
 from chat.forms import SignupForm
 from chat.models import Conversation
-from chat.serializers import AgentSerializer
 from chat.providers import tts_provider
+from chat.serializers import AgentSerializer
 from chat.services import agent_list, conversation_get, conversation_latest
 
 WS_PATH = "/v1/convai/conversation"

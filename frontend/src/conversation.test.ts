@@ -137,6 +137,40 @@ describe("a conversation's frames", () => {
     expect(report.first_audible_ms).toBeLessThan(200 + 20);
   });
 
+  it("reports how far the listener got in a reply cut short by Stop", async () => {
+    const h = await harness();
+    await turn(h, "a1", { audioMs: 3000 });
+    h.audio.run(1000);
+    h.conversation.stop(true);
+    expect(h.server.sentOf("interrupt")).toHaveLength(1);
+    h.server.serverSends(frames.interruption("a1"));
+    h.server.serverSends(frames.complete("a1", { status: "interrupted", audio_status: "partial" }));
+    await h.audio.settle();
+    const [report] = h.server.sentOf("playback_report");
+    expect(report.message_id).toBe("a1");
+    expect(report.heard_ms).toBeGreaterThan(950); // the second that was heard, to within a render quantum or two
+    expect(report.heard_ms).toBeLessThan(1050);
+  });
+
+  it("reports the reply a new message cut short, with how much of it was heard", async () => {
+    const h = await harness();
+    await turn(h, "a1", { audioMs: 3000 });
+    h.audio.run(700);
+    await turn(h, "a2", { text: "Next." }); // sent over the first reply
+    h.server.serverSends(frames.complete("a1", { status: "interrupted", audio_status: "partial" })); // late, as the server sends it
+    await h.audio.settle();
+    const reports = h.server.sentOf("playback_report");
+    expect(reports.map((r) => r.message_id)).toEqual(["a1"]); // at once, not after the new reply plays out
+    expect(reports[0].heard_ms).toBeGreaterThan(500);
+    h.server.serverSends(frames.complete("a2"));
+    h.audio.run(1500);
+    await h.audio.settle();
+    expect(h.server.sentOf("playback_report").map((r) => [r.message_id, "heard_ms" in r])).toEqual([
+      ["a1", true],
+      ["a2", false], // played to its end: nothing to refine
+    ]);
+  });
+
   it("counts the first turn's first sound from the Send, including making the audio context in it", async () => {
     const h = await harness({ prepared: false });
     h.audio.creationMs = 90; // a browser that only makes the context inside the click

@@ -78,7 +78,7 @@ export type ClientFrame =
   | { type: "settings"; speak: boolean }
   | { type: "speak"; message_id: string }
   | { type: "pong"; event_id: number }
-  | { type: "playback_report"; message_id: string; first_audible_ms: number | null; underruns: number };
+  | { type: "playback_report"; message_id: string; first_audible_ms: number | null; underruns: number; heard_ms?: number };
 
 const AUDIO_KIND = 0x01;
 

@@ -74,7 +74,7 @@ def page(browser: Browser, app: servers.App) -> Iterator[Page]:
     page = context.new_page()
     page.set_default_timeout(20000)
     errors: list[str] = []
-    page.on("pageerror", lambda error: (errors.append(str(error)), print("pageerror:", error)))
+    page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
     assert not errors, f"the page threw: {errors}"  # an uncaught error in the page fails the module

@@ -86,6 +86,7 @@ def record_activity(page: Page) -> None:
             const last = window.__activity[window.__activity.length - 1];
             if (now.voice !== last.voice || now.writing !== last.writing) window.__activity.push(now);
           });
-          window.__activityObserver.observe(document.querySelector('.toolbar'), {attributes: true, subtree: true, childList: true});
+          const toolbar = document.querySelector('.toolbar');
+          window.__activityObserver.observe(toolbar, {attributes: true, subtree: true, childList: true});
         }"""
     )

@@ -227,7 +227,9 @@ def test_it_lists_conversations_by_day_renames_and_deletes_them(page: Page, app:
     expect(links.first).to_have_attribute("href", f"/c/{second}/")  # newest first
     title = "A second conversation with a title long enough to be cut short in the sidebar."
     assert (links.first.get_attribute("title") or "").startswith(title + "\nLast message ")
-    assert links.first.locator(".title").evaluate("el => el.scrollWidth > el.clientWidth")  # it is cut: the tooltip tells
+    assert links.first.locator(".title").evaluate(
+        "el => el.scrollWidth > el.clientWidth"
+    )  # it is cut: the tooltip tells
 
     sidebar.get_by_role("button", name=f"Rename “{title}”").click()
     sidebar.get_by_label("New title").fill("Renamed inline")

@@ -7,9 +7,10 @@ seen from the start.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import cast
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from tests import servers
 from tests.browser.helpers import ARTIFACTS, player, record_activity, reply_to, wait_until
@@ -21,7 +22,7 @@ pytestmark = pytest.mark.browser
 @pytest.fixture
 def signed_in(browser: Browser, app: servers.App, request: pytest.FixtureRequest) -> Iterator[BrowserContext]:
     """A new browser profile signed in as a user of its own, at desktop size unless a test says otherwise."""
-    size = getattr(request, "param", {"width": 1200, "height": 800})
+    size = cast(ViewportSize, getattr(request, "param", {"width": 1200, "height": 800}))
     context = browser.new_context(viewport=size)
     name, value = app.session_cookie(f"user-{request.node.name[-40:]}").split("=", 1)
     context.add_cookies([{"name": name, "value": value, "url": app.url}])
@@ -120,7 +121,8 @@ def test_it_grows_the_composer_and_says_why_send_is_off(signed_in: BrowserContex
 @pytest.mark.parametrize("signed_in", [{"width": 390, "height": 760}], indirect=True)
 def test_it_makes_the_conversation_list_a_drawer_on_a_phone(signed_in: BrowserContext, app: servers.App) -> None:
     page = open_chat(signed_in, app)
-    expect(page.get_by_role("article", name="Assistant's greeting").get_by_role("button", name="Replay this reply")).to_be_visible()
+    greeting = page.get_by_role("article", name="Assistant's greeting")
+    expect(greeting.get_by_role("button", name="Replay this reply")).to_be_visible()
     wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the greeting to play out")
     page.get_by_label("Message").fill("A conversation typed on a phone.")
     page.keyboard.press("Tab")  # keyboard reachable: from the message to its Send button
