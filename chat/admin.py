@@ -7,7 +7,7 @@ import io
 import json
 from typing import TYPE_CHECKING, Any
 
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
@@ -16,8 +16,10 @@ from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
 from chat import admin_display as display
+from chat.api_keys import api_key_assign
 from chat.forms import AgentAdminForm
-from chat.models import Agent, Conversation, Message
+from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
+from chat.models import Agent, ApiKey, Conversation, Message
 from chat.services import conversation_delete_many, message_delete_many
 
 if TYPE_CHECKING:
@@ -45,6 +47,7 @@ MESSAGE_SECTIONS: dict[str | None, tuple[str, ...]] = {
         "tts_request_ids",
     ),
     "Timings": ("timings", *TIMINGS, "client_underruns"),
+    "Feedback": ("feedback", "feedback_at"),
     "Source text": ("text",),
 }
 SOURCE_TEXT_NOTE = "The text exactly as stored, markdown and all."
@@ -76,8 +79,17 @@ class AgentAdmin(admin.ModelAdmin):
                     ("stability", "similarity_boost"),
                     ("style", "speed"),
                     "use_speaker_boost",
+                    "output_format",
                 ],
                 "description": "ElevenLabs ranges: stability, similarity boost and style 0–1; speed 0.7–1.2.",
+            },
+        ),
+        (
+            "Client overrides",
+            {
+                "fields": ["allow_voice_override", "allow_first_message_override", "allow_language_override"],
+                "description": "What an SDK's conversation_initiation_client_data may change; any other override "
+                "closes the socket with the error override_not_allowed, as on ElevenLabs.",
             },
         ),
     ]
@@ -168,6 +180,15 @@ def _export_message(message: Message) -> dict[str, Any]:
     }
 
 
+# A spreadsheet runs a cell starting with one of these as a formula (OWASP "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: str) -> str:
+    """A cell a spreadsheet shows as text: a leading quote disarms a formula; users write messages and names."""
+    return f"'{value}" if value.startswith(_FORMULA_STARTS) else value
+
+
 def _download(body: str, *, content_type: str, filename: str) -> HttpResponse:
     response = HttpResponse(body, content_type=f"{content_type}; charset=utf-8")
     response["Content-Disposition"] = f'attachment; filename="{filename}"'
@@ -241,11 +262,12 @@ class ConversationAdmin(admin.ModelAdmin):
     @admin.action(description="Export selected conversations as CSV")
     def export_csv(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> HttpResponse:
         out = io.StringIO()
-        writer = csv.writer(out)
+        writer = csv.writer(out, quoting=csv.QUOTE_ALL)
         writer.writerow(CSV_HEADER)
         for row in export_rows(queryset):
             for m in row["messages"]:
-                writer.writerow([row["id"], row["owner"], m["time"], m["role"], m["status"], m["text"]])
+                cells = [row["id"], row["owner"], m["time"], m["role"], m["status"], m["text"]]
+                writer.writerow([csv_cell(cell) for cell in cells])
         # The BOM makes spreadsheet programs read the file as UTF-8.
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
 
@@ -255,6 +277,8 @@ def _shows(section: str | None, message: Message | None) -> bool:
         return bool(message and (message.error_code or message.error_message))
     if section in ("Audio and cost", "Timings"):
         return bool(message and message.role == Message.Role.ASSISTANT)
+    if section == "Feedback":
+        return bool(message and message.feedback)
     return True
 
 
@@ -278,9 +302,10 @@ class MessageAdmin(admin.ModelAdmin):
         "owner",
         "billed",
         "heard",
+        "feedback",
     ]
     list_display_links = ["when", "text_preview"]
-    list_filter = ["role", "status", "audio_status", "error_code"]
+    list_filter = ["role", "status", "audio_status", "error_code", "feedback"]
     search_fields = ["text", "conversation__title", "conversation__owner__username"]
     ordering = ["-created_at"]
     date_hierarchy = "created_at"
@@ -362,3 +387,26 @@ class MessageAdmin(admin.ModelAdmin):
     def heard(self, message: Message) -> str:
         """How long after Send the browser played the reply's first sound."""
         return f"{message.client_first_audible_ms} ms" if message.client_first_audible_ms is not None else ""
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """Keys for the ElevenLabs-shaped API (`xi-api-key`); a new key is shown once, then only its prefix."""
+
+    list_display = ["name", "user", "prefix", "created_at", "last_used_at"]
+    list_select_related = ["user"]
+    search_fields = ["name", "user__username", "prefix"]
+    autocomplete_fields = ["user"]
+
+    def get_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return ("user", "name") if obj is None else ("user", "name", "prefix", "created_at", "last_used_at")
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> tuple[str, ...]:
+        return () if obj is None else ("user", "prefix", "created_at", "last_used_at")
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: Any, change: bool) -> None:
+        if not change:
+            raw_key = api_key_assign(obj)
+            notice = f"The new key for {obj.user} is {raw_key} — copy it now; it is not shown again."
+            self.message_user(request, notice, messages.WARNING)
+        super().save_model(request, obj, form, change)

@@ -22,12 +22,14 @@ from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
 from chat.byte_ranges import RangeNotSatisfiable, byte_range
+from chat.limits import speech_budget_now
 from chat.models import Agent, Conversation, Greeting, Message
 from chat.serializers import (
     AgentSerializer,
     ConversationRenameSerializer,
     ConversationSerializer,
     MessageSerializer,
+    SpeechBudgetSerializer,
 )
 from chat.services import (
     TITLE_MAX_CHARS,
@@ -38,6 +40,7 @@ from chat.services import (
     conversation_rename,
     message_get,
 )
+from chat.storage import StoredAudio
 
 # Written out because drf-spectacular marks every field of a PATCH body optional, and a rename needs its title.
 RENAME_REQUEST = {
@@ -175,27 +178,38 @@ class GreetingAudioView(APIView):
         return _audio_response(greeting.audio, request.headers.get("Range", ""), filename=f"greeting-{greeting.pk}.wav")
 
 
-def _audio_response(audio: FieldFile, range_header: str, *, filename: str) -> HttpResponse:
-    response = _audio_body(audio, range_header)
+def _audio_response(file: FieldFile, range_header: str, *, filename: str) -> HttpResponse:
+    response = _audio_body(file, range_header)
     response["Accept-Ranges"] = "bytes"
     response["Cache-Control"] = "private, max-age=86400"
     response["Content-Disposition"] = f'inline; filename="{filename}"'
     return response
 
 
-def _audio_body(audio: FieldFile, range_header: str) -> HttpResponse:
-    size = audio.size
+def _audio_body(file: FieldFile, range_header: str) -> HttpResponse:
     try:
-        span = byte_range(range_header, size)
+        audio = StoredAudio(file.storage, file.name or "")
+    except FileNotFoundError:
+        raise Http404("This audio file is missing.") from None
+    try:
+        span = byte_range(range_header, audio.size)
     except RangeNotSatisfiable:
+        audio.close()
         response = HttpResponse(status=416)
-        response["Content-Range"] = f"bytes */{size}"
+        response["Content-Range"] = f"bytes */{audio.size}"
         return response
-    first, last = span if span else (0, size - 1)
-    with audio.open("rb") as stored:
-        stored.seek(first)
-        body = stored.read(last - first + 1)
-    response = HttpResponse(body, status=206 if span else 200, content_type="audio/wav")
+    first, last = span if span else (0, audio.size - 1)
+    # Only the range is read (a ranged GET on a bucket): a seek in a long reply costs its bytes, not the file's.
+    response = HttpResponse(audio.read(first, last), status=206 if span else 200, content_type="audio/wav")
     if span:
-        response["Content-Range"] = f"bytes {first}-{last}/{size}"
+        response["Content-Range"] = f"bytes {first}-{last}/{audio.size}"
     return response
+
+
+class UsageView(APIView):
+    """What is left of the user's speech allowance, in characters (the unit the TTS vendor bills)."""
+
+    @extend_schema(responses=SpeechBudgetSerializer)
+    def get(self, request: Request) -> Response:
+        assert request.user.pk is not None  # IsAuthenticated
+        return Response(SpeechBudgetSerializer(speech_budget_now(request.user.pk)).data)

@@ -3,7 +3,14 @@
 from django.urls import path
 from rest_framework.routers import SimpleRouter
 
-from chat.api import AgentListView, ConversationMessagesView, ConversationViewSet, GreetingAudioView, MessageAudioView
+from chat.api import (
+    AgentListView,
+    ConversationMessagesView,
+    ConversationViewSet,
+    GreetingAudioView,
+    MessageAudioView,
+    UsageView,
+)
 
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="api-conversation")
@@ -13,5 +20,6 @@ urlpatterns = [
     path("agents/", AgentListView.as_view(), name="api-agents"),
     path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
     path("greetings/<uuid:pk>/audio/", GreetingAudioView.as_view(), name="api-greeting-audio"),
+    path("usage/", UsageView.as_view(), name="api-usage"),
     *router.urls,
 ]

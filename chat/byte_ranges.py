@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import re
 
-_SINGLE_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
+# ASCII digits only: `\d` would also take other scripts' digits, which int() accepts.
+_SINGLE_RANGE = re.compile(r"^bytes=([0-9]*)-([0-9]*)$")
+# More significant digits than any file size has: read as "past the end" instead of converted, so a
+# header of thousands of digits costs nothing (int() refuses over 4300 digits, and is quadratic below).
+_MAX_DIGITS = 18
+_HUGE = 10**_MAX_DIGITS
 
 
 class RangeNotSatisfiable(Exception):
@@ -22,13 +27,19 @@ def byte_range(header: str, size: int) -> tuple[int, int] | None:
         return None
     first, last = match.group(1), match.group(2)
     if not first:
-        return _suffix(int(last), size)
-    start = int(first)
-    if last and int(last) < start:  # an invalid range: ignored
+        return _suffix(_position(last), size)
+    start = _position(first)
+    end = _position(last) if last else None
+    if end is not None and end < start:  # an invalid range: ignored
         return None
     if start >= size:
         raise RangeNotSatisfiable
-    return start, min(int(last), size - 1) if last else size - 1
+    return start, size - 1 if end is None else min(end, size - 1)
+
+
+def _position(digits: str) -> int:
+    significant = digits.lstrip("0") or "0"
+    return int(significant) if len(significant) <= _MAX_DIGITS else _HUGE
 
 
 def _suffix(length: int, size: int) -> tuple[int, int]:

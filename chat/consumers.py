@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import copy
+import json
 import logging
 import time
 import uuid
@@ -21,10 +23,29 @@ from channels.generic.websocket import AsyncWebsocketConsumer
 from django.conf import settings
 
 from chat import protocol
-from chat.limits import Refusal, message_check
+from chat.groups import ConversationFrame, SessionEnded, conversation_group, session_ended_applies, user_group
+from chat.groups import conversation_frame as shared_frame
+from chat.limits import (
+    BudgetView,
+    FrameRate,
+    Refusal,
+    frame_check,
+    message_check,
+    socket_close,
+    socket_open,
+    socket_touch,
+    speech_budget,
+    too_many_connections,
+    turn_claim,
+    turn_release,
+    turn_replaced,
+)
+from chat.limits.gate import LimitsGate
 from chat.models import Agent, Conversation
+from chat.overrides import CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
 from chat.protocol import (
     AlignmentPayload,
+    BudgetEvent,
     ClientData,
     ClientFrame,
     ContextualUpdate,
@@ -41,7 +62,8 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
-from chat.services import agent_get, conversation_get
+from chat.services import agent_get, conversation_get, message_feedback_save
+from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
 from chat.turns.backends import output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
@@ -50,12 +72,28 @@ from chat.turns.turn import HEARTBEAT_SECONDS
 
 logger = logging.getLogger(__name__)
 
-PING_INTERVAL_SECONDS = 20.0
+PING_INTERVAL_SECONDS = 20.0  # also how often this socket's entry in the socket registry is renewed
 # A client may say how it wants the conversation (text only, voice) in its first frame; the greeting
 # waits this long for it before it is spoken.
 GREETING_WAIT_SECONDS = 0.5
-CLOSE_FRAME_TOO_LARGE = 4009
+# A refused signed URL or override. The vendor closes with 1008, but Daphne (Autobahn) sends only 1000 and
+# 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
+CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
+SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
+CLOSE_SESSION_ENDED = 4001
+# What the other sockets on a conversation (another tab or device) are shown of a turn: its text, not its audio.
+SHARED_FRAMES = frozenset(
+    {
+        "user_transcript",
+        "agent_chat_response_part",
+        "agent_response",
+        "agent_response_correction",
+        "interruption",
+        "agent_response_complete",
+    }
+)
 
 
 class ConversationConsumer(AsyncWebsocketConsumer):
@@ -84,14 +122,28 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.speak = True
         self.binary_audio = False
         self.context: list[str] = []
+        self.voice_id = ""
+        self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
+        self.token_refused: TokenRefused | None = None
         self.greeting_pending = False
         self.greeting_override: str | None = None
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
+        self.groups_joined: list[str] = []
+        self.registered = False
+        self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
-            await self.close()  # before accept: the handshake is refused (HTTP 403)
+            if self.token_refused is None:
+                await self.close()  # before accept: the handshake is refused (HTTP 403)
+                return
+            # A signed URL's holder is told why in a close reason the SDKs surface, not a bare 403.
+            await self.accept(self._subprotocol())
+            await self.error(self.token_refused.code, self.token_refused.message)
+            await self.close(code=CLOSE_REFUSED, reason=self.token_refused.code)
             return
-        await self.accept()
+        await self._join_groups()
+        await self.accept(self._subprotocol())
+        await self._register()
         self.output_format = output_format()
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
@@ -99,15 +151,31 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             self.greeting_pending = True
             asyncio.get_running_loop().call_later(GREETING_WAIT_SECONDS, self._start_greeting)
 
+    @property
+    def user_id(self) -> int:
+        return int(self.scope["user"].pk)
+
+    async def _register(self) -> None:
+        """Count this socket against the user's cap; the oldest ones past it are told to close."""
+        self.registered = True
+        for channel in await socket_open(self.user_id, self.channel_name):
+            await self.channel_layer.send(channel, {"type": "limits.evicted"})
+
+    def _subprotocol(self) -> str | None:
+        return SUBPROTOCOL if SUBPROTOCOL in self.scope.get("subprotocols", []) else None
+
     @database_sync_to_async
     def _authorize(self) -> bool:
         """Resolve the user, agent and conversation; anything unknown or foreign refuses the handshake."""
-        user = self.scope.get("user")
-        if user is None or not user.is_authenticated:
-            return False
         query = parse_qs(self.scope.get("query_string", b"").decode("latin-1"))
         conversation_id = query.get("conversation_id", [""])[0]
         agent_id = query.get("agent_id", [""])[0]
+        token = token_from_scope(self.scope)
+        if token is not None:  # a signed URL replaces the cookie (chat/signing.py dropped it) and the Origin
+            return self._authorize_signed(token, agent_id=agent_id, conversation_id=conversation_id)
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            return False
         try:
             if conversation_id:
                 self.conversation = conversation_get(owner=user, conversation_id=conversation_id)
@@ -118,6 +186,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                 self.conversation = Conversation(id=uuid.uuid4(), owner=user, agent=self.agent)
         except (Conversation.DoesNotExist, Agent.DoesNotExist):
             return False
+        return True
+
+    def _authorize_signed(self, token: str, *, agent_id: str, conversation_id: str) -> bool:
+        try:
+            signed = signed_url_verify(token, agent_id=agent_id, conversation_id=conversation_id)
+        except TokenRefused as refused:
+            self.token_refused = refused
+            return False
+        self.scope["user"] = signed.user
+        self.agent = signed.agent
+        self.conversation = signed.conversation or Conversation(id=uuid.uuid4(), owner=signed.user, agent=signed.agent)
         return True
 
     async def _send_metadata(self) -> None:
@@ -134,6 +213,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
                     "conversation_exists": not self.conversation._state.adding,
                     "speak": self.speak,
                     "binary_audio": self.binary_audio,
+                    "speech_budget": (await speech_budget(self.user_id)).as_payload(),
                 },
             }
         )
@@ -148,6 +228,32 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        groups, self.groups_joined = getattr(self, "groups_joined", []), []
+        for group in groups:
+            await self.channel_layer.group_discard(group, self.channel_name)
+
+        if getattr(self, "registered", False):
+            self.registered = False
+            await socket_close(self.user_id, self.channel_name)
+
+    # --- channel layer: what other sockets and processes tell this one (chat/groups.py) -----------
+    async def _join_groups(self) -> None:
+        """Before accept, so a logout racing the handshake still finds this socket."""
+        self.groups_joined = [user_group(self.scope["user"].pk), conversation_group(self.conversation.id)]
+        for group in self.groups_joined:
+            await self.channel_layer.group_add(group, self.channel_name)
+
+    async def session_ended(self, message: SessionEnded) -> None:
+        if self.closed or not session_ended_applies(message, self.scope["session"].session_key):
+            return
+        await self.error("session_ended", "Your session ended (logged out or password changed); log in again.")
+        self.closed = True
+        await self._cancel_turn()
+        await self.close(code=CLOSE_SESSION_ENDED)
+
+    async def conversation_frame(self, message: ConversationFrame) -> None:
+        if message["origin"] != self.channel_name and not self.closed:
+            await self.send(text_data=json.dumps(message["frame"], separators=(",", ":"), ensure_ascii=False))
 
     # --- client → server ---------------------------------------------------------------------
     async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
@@ -158,12 +264,11 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self.error("internal_error", "That message could not be handled; please try again.")
 
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
-        size = len(text_data) if text_data is not None else len(bytes_data or b"")
-        if size > settings.WS_MAX_FRAME_BYTES:
-            await self.error(
-                "frame_too_large", f"Frames are limited to {settings.WS_MAX_FRAME_BYTES} bytes; this one has {size}."
-            )
-            await self.close(code=CLOSE_FRAME_TOO_LARGE)
+        try:
+            frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
+            self.frame_rate.take()
+        except Refusal as refusal:
+            await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
@@ -189,7 +294,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case PlaybackReport():
                 await self.on_playback_report(frame)
             case ClientData():
-                self.on_client_data(frame)
+                await self.on_client_data(frame)
             case Settings(speak=speak):
                 self.speak = speak
             case ContextualUpdate(text=text):
@@ -197,9 +302,21 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             case Speak(message_id=message_id):
                 await self.on_speak(message_id)
             case Feedback():
-                await self.error("invalid_message", "feedback is not available yet.")
+                await self.on_feedback(frame)
 
-    def on_client_data(self, frame: ClientData) -> None:
+    async def on_client_data(self, frame: ClientData) -> None:
+        try:
+            overrides = session_overrides(agent=self.agent, data=frame)
+        except Refusal as refusal:
+            await self.error(refusal.code, refusal.message)
+            if refusal.code == OVERRIDE_REFUSED:
+                await self.close(code=CLOSE_REFUSED, reason=CLOSE_REASON)
+            return
+        if overrides.language is not None:
+            # This socket's own copy of the agent: an override never reaches the database or other sockets.
+            self.agent = copy.copy(self.agent)
+            self.agent.language_code = overrides.language
+        self.voice_id = overrides.voice_id or self.voice_id
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
@@ -225,7 +342,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             tts = reply_providers(agent=self.agent, speak=self.speak).tts
         except Refusal:
             tts = None  # the voice is misconfigured: the greeting is still shown
-        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self)
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=self.voice_id)
         self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
 
     async def on_speak(self, message_id: str) -> None:
@@ -237,10 +354,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         assert tts is not None
         await self._cancel_turn()
+        gate = LimitsGate(self.user_id, metered=tts.metered, on_budget=self._send_budget)
         job = speak_message(
-            conversation_id=self.conversation.id, message_id=message_id, agent=self.agent, tts=tts, output=self
+            conversation_id=self.conversation.id,
+            message_id=message_id,
+            agent=self.agent,
+            tts=tts,
+            output=self,
+            gate=gate,
         )
-        self.turn_task = asyncio.create_task(self._run_job(job), name=f"speak-{message_id}")
+        self.turn_task = asyncio.create_task(self._run_job(self._then_close(job, gate)), name=f"speak-{message_id}")
+
+    async def _then_close(self, job: Coroutine[Any, Any, None], gate: LimitsGate) -> None:
+        try:
+            await job
+        finally:
+            await asyncio.shield(gate.close())
 
     async def on_user_message(self, text: object) -> None:
         started_at = time.monotonic()
@@ -250,21 +379,35 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
-        await self._cancel_turn()
+        await self._cancel_turn()  # first, so its release cannot undo the claim below
+        replaced = await turn_claim(self.user_id, self.channel_name)
+        if replaced is not None:  # the user's turn on another socket, maybe in another process
+            await self.channel_layer.send(replaced, {"type": "limits.turn_replaced"})
         spec = TurnSpec(
             conversation=self.conversation,
             agent=self.agent,
             text=clean,
             started_at=started_at,
             speak=self.speak,
+            voice_id=self.voice_id,
             whole_reply=settings.SPEECH_MODE == "whole_reply",
             greeting=self.greeting_shown,
             greeting_id=self.greeting_id,
             context=tuple(self.context),
         )
         self.context = []
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts)
-        self.turn_task = asyncio.create_task(self._run_job(turn.run()), name=f"turn-{self.conversation.id}")
+        gate = None
+        if providers.tts is not None:
+            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        job = self._turn_then_release(turn, gate)
+        self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
+
+    async def _turn_then_release(self, turn: Turn, gate: LimitsGate | None) -> None:
+        try:
+            await turn.run()
+        finally:
+            await asyncio.shield(self._turn_ended(gate))
 
     async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
         """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
@@ -276,6 +419,30 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             logger.exception("A reply failed in conversation %s", self.conversation.id)
             await self.error("internal_error", "The reply failed unexpectedly; please try again.")
 
+    async def _turn_ended(self, gate: LimitsGate | None) -> None:
+        """Let go of the user's one running turn; give back speech holds a turn that failed early left."""
+        await turn_release(self.user_id, self.channel_name)
+        if gate is not None:
+            await gate.close()
+
+    async def _send_budget(self, view: BudgetView) -> None:
+        await self.emit({"type": "budget", "budget_event": BudgetEvent(**view.as_payload())})
+
+    # --- from other sockets of the same user (channel layer) --------------------------------
+    async def limits_evicted(self, event: dict[str, Any]) -> None:
+        await self.refuse(too_many_connections())
+
+    async def limits_turn_replaced(self, event: dict[str, Any]) -> None:
+        if self.turn_task is not None and not self.turn_task.done():
+            await self.refuse(turn_replaced())
+            await self._cancel_turn()
+
+    async def refuse(self, refusal: Refusal) -> None:
+        """Tell the client what policy refused, and close the socket when the refusal says so."""
+        await self.error(refusal.code, refusal.message)
+        if refusal.close_code is not None:
+            await self.close(code=refusal.close_code)
+
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
         task, self.turn_task = self.turn_task, None
@@ -283,6 +450,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             return
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
+
+    async def on_feedback(self, frame: Feedback) -> None:
+        # The SDKs name the agent_response they rate by its event_id; none means the latest one.
+        event_id = frame.event_id if frame.event_id is not None else max(self.responses, default=-1)
+        message_id = self.responses.get(event_id)
+        saved = message_id is not None and await database_sync_to_async(message_feedback_save)(
+            conversation=self.conversation, message_id=message_id, score=frame.score
+        )
+        if not saved:
+            await self.error("invalid_message", "feedback needs the event_id of an agent_response on this socket.")
 
     def on_pong(self, event_id: int) -> None:
         sent = self.pings.pop(event_id, None)
@@ -307,9 +484,22 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         if frame["type"] != "error":
             self.event_id += 1
             event_id = protocol.payload_of(frame)["event_id"] = self.event_id
+        if frame["type"] == "agent_response" and frame["agent_response_event"]["message_id"]:
+            self.responses[event_id] = frame["agent_response_event"]["message_id"]
+            if len(self.responses) > MAX_FEEDBACK_EVENTS:
+                self.responses.pop(min(self.responses))
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
+        if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
+            await self._share(frame)
         return event_id
+
+    async def _share(self, frame: ServerFrame) -> None:
+        try:
+            shared = shared_frame(dict(frame), origin=self.channel_name)
+            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
+        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None
@@ -334,6 +524,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await asyncio.sleep(self.ping_interval)
             sent = time.monotonic()
             event_id = await self.emit({"type": "ping", "ping_event": {"ping_ms": self.last_rtt_ms}})
+            await socket_touch(self.user_id, self.channel_name)
             if len(self.pings) >= 10:  # a client that never answers must not grow this dict
                 self.pings.pop(min(self.pings))
             self.pings[event_id] = sent

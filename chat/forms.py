@@ -38,6 +38,10 @@ class AgentAdminForm(forms.ModelForm):
             "style",
             "speed",
             "use_speaker_boost",
+            "output_format",
+            "allow_voice_override",
+            "allow_first_message_override",
+            "allow_language_override",
         ]
 
     def clean_is_default(self) -> bool:
@@ -46,3 +50,7 @@ class AgentAdminForm(forms.ModelForm):
         if is_default and current is not None:
             raise forms.ValidationError(f"{current.name} is the default agent; untick it there first.")
         return is_default
+
+
+class ApiKeyForm(forms.Form):
+    name = forms.CharField(max_length=100, help_text="What the key is for, e.g. the script that uses it.")

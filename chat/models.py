@@ -12,6 +12,9 @@ from django.utils.text import Truncator
 
 from chat.markup import markdown_plain
 
+# Raw PCM rates the ElevenLabs stream endpoint produces (16-bit mono little-endian, no header).
+OUTPUT_FORMATS = [(f"pcm_{rate}", f"PCM {rate} Hz") for rate in (8000, 16000, 22050, 24000, 32000, 44100, 48000)]
+
 
 def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
     return [MinValueValidator(0.0), MaxValueValidator(1.0)]
@@ -39,6 +42,23 @@ class Agent(models.Model):
     language_code = models.CharField(
         max_length=8, blank=True, help_text="ISO 639-1 code such as en or de; blank lets the model detect it."
     )
+    output_format = models.CharField(
+        max_length=12,
+        blank=True,
+        choices=OUTPUT_FORMATS,
+        help_text="Audio of this agent's replies; blank uses ELEVENLABS_OUTPUT_FORMAT. The Python SDK's "
+        "default audio interface plays pcm_16000 only; pcm_44100 needs an ElevenLabs Pro plan.",
+    )
+    # Which conversation_initiation_client_data overrides a client may send; the vendor's Security tab.
+    allow_voice_override = models.BooleanField(
+        "allow voice_id override", default=False, help_text="Clients may pick another voice (tts.voice_id)."
+    )
+    allow_first_message_override = models.BooleanField(
+        "allow first_message override", default=False, help_text="Clients may replace the first message."
+    )
+    allow_language_override = models.BooleanField(
+        "allow language override", default=False, help_text="Clients may set the language (agent.language)."
+    )
     is_default = models.BooleanField(default=False, help_text="Used when a client names no agent.")
     is_active = models.BooleanField(default=True)
     created_at = models.DateTimeField(auto_now_add=True)
@@ -63,6 +83,11 @@ class Agent(models.Model):
         if self.llm and self.llm not in settings.LLM_PROVIDERS:
             known = ", ".join(settings.LLM_PROVIDERS)
             raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
+
+    @property
+    def reply_output_format(self) -> str:
+        """The PCM format of this agent's replies: its own, else the site's ELEVENLABS_OUTPUT_FORMAT."""
+        return self.output_format or settings.ELEVENLABS_OUTPUT_FORMAT
 
 
 class Conversation(models.Model):
@@ -130,12 +155,17 @@ class Message(models.Model):
         INTERRUPTED = "interrupted"
         FAILED = "failed"
 
+    class Feedback(models.TextChoices):
+        LIKE = "like"
+        DISLIKE = "dislike"
+
     class AudioStatus(models.TextChoices):
         NONE = "none", "No audio"
         PENDING = "pending", "Being synthesised"
         PARTIAL = "partial", "Partial (audio failed mid-reply)"
         COMPLETE = "complete"
         FAILED = "failed"
+        BUDGET = "budget", "Stopped (speech allowance used up)"
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
@@ -188,6 +218,10 @@ class Message(models.Model):
         "underruns", null=True, blank=True, help_text="Times the browser's player ran dry mid-reply."
     )
 
+    feedback = models.CharField(
+        max_length=8, choices=Feedback.choices, blank=True, help_text="The listener's like or dislike of a reply."
+    )
+    feedback_at = models.DateTimeField(null=True, blank=True)
     # A conversation's first message is its agent's greeting; its audio is the greeting's, shared.
     greeting = models.ForeignKey(Greeting, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     # Word timing of the displayed text: [display_start, display_end, start_ms, end_ms] per spoken word.
@@ -211,3 +245,114 @@ class Message(models.Model):
         # What the admin's titles and breadcrumbs show: the words, not the markdown around them.
         words = Truncator(markdown_plain(self.text[:300])).chars(60) or "(no text)"
         return f"{self.get_role_display()}: {words}"
+
+
+# --- speech budgets (chat/limits/budget.py decides; these hold the counts) ---------------------------
+
+
+class SpeechAllowance(models.Model):
+    """An operator's override of one user's speech allowance; users without a row get the settings' defaults."""
+
+    user = models.OneToOneField(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, primary_key=True, related_name="speech_allowance"
+    )
+    unlimited = models.BooleanField(default=False, help_text="No per-user limit; the site's daily cap still applies.")
+    daily_chars = models.PositiveIntegerField(
+        "characters a day", null=True, blank=True, help_text="Blank uses SPEECH_DAILY_CHARS; 0 means no speech."
+    )
+    monthly_chars = models.PositiveIntegerField(
+        "characters a month", null=True, blank=True, help_text="Blank uses SPEECH_MONTHLY_CHARS; 0 means no speech."
+    )
+    note = models.CharField(max_length=200, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "speech allowance"
+
+    def __str__(self) -> str:
+        return f"Speech allowance of {self.user}"
+
+
+class SpeechUsage(models.Model):
+    """Characters a user's speech was billed in one day or one month (both rows count every request)."""
+
+    class Period(models.TextChoices):
+        DAY = "day"
+        MONTH = "month"
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="speech_usage")
+    period = models.CharField(max_length=5, choices=Period.choices)
+    start = models.DateField(help_text="The day, or the first day of the month.")
+    characters = models.PositiveIntegerField(default=0)
+    limit_chars = models.PositiveIntegerField(null=True, blank=True, help_text="The limit when it was last reached.")
+    limited_at = models.DateTimeField(null=True, blank=True, help_text="When speech was first refused in this period.")
+
+    class Meta:
+        verbose_name = "speech usage"
+        verbose_name_plural = "speech usage"
+        ordering = ["-start", "user"]
+        constraints = [models.UniqueConstraint(fields=["user", "period", "start"], name="one_usage_row_per_period")]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.period} {self.start}: {self.characters}"
+
+
+class SiteSpeechUsage(models.Model):
+    """Characters the whole site's speech was billed in one day, against SPEECH_SITE_DAILY_CHARS."""
+
+    day = models.DateField(primary_key=True)
+    characters = models.PositiveIntegerField(default=0)
+    limited_at = models.DateTimeField(null=True, blank=True, help_text="When speech was first refused that day.")
+
+    class Meta:
+        verbose_name = "site speech usage"
+        verbose_name_plural = "site speech usage"
+        ordering = ["-day"]
+
+    def __str__(self) -> str:
+        return f"site {self.day}: {self.characters}"
+
+
+class SpeechCharge(models.Model):
+    """One vendor request's bill; its unique request id is what stops a retried report counting twice."""
+
+    request_id = models.CharField(max_length=100, unique=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="speech_charges")
+    day = models.DateField()
+    characters = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["user", "-created_at"], name="speech_charge_user_created")]
+
+    def __str__(self) -> str:
+        return f"{self.request_id}: {self.characters}"
+
+
+class ApiKey(models.Model):
+    """A developer's key for the ElevenLabs-compatible HTTP API (`xi-api-key`); only its SHA-256 is kept."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_keys")
+    name = models.CharField(max_length=100, help_text="What the key is for, e.g. the script that uses it.")
+    prefix = models.CharField(max_length=16, editable=False, help_text="The key's first characters, to recognise it.")
+    digest = models.CharField(max_length=64, unique=True, editable=False)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+
+class SignedUrlUse(models.Model):
+    """A signed URL token that has been spent, kept until it would have expired anyway (single use)."""
+
+    nonce = models.CharField(max_length=32, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return self.nonce

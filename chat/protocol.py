@@ -274,6 +274,8 @@ class ClientData:
     dynamic_variables: dict[str, str | int | float | bool]
     speak: bool | None
     binary_audio: bool
+    # Vendor override fields voicechat has no switch for (e.g. "agent.prompt"), when sent non-null.
+    unsupported_overrides: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -401,7 +403,18 @@ def _client_data(message: dict[str, Any]) -> ClientData:
         dynamic_variables={str(k)[:100]: v for k, v in variables.items()},
         speak=None if ours.get("speak") is None else _flag(ours.get("speak"), "voicechat.speak", default=True),
         binary_audio=_flag(ours.get("binary_audio", False), "voicechat.binary_audio", default=False),
+        unsupported_overrides=tuple(
+            f"{section}.{name}"
+            for section, part, names in (("agent", agent, UNSUPPORTED_AGENT), ("tts", tts, UNSUPPORTED_TTS))
+            for name in names
+            if part.get(name) is not None
+        ),
     )
+
+
+# Vendor overrides without a voicechat counterpart: refused (chat/overrides.py), never silently ignored.
+UNSUPPORTED_AGENT = ("prompt",)
+UNSUPPORTED_TTS = ("stability", "speed", "similarity_boost")
 
 
 def _feedback(message: dict[str, Any]) -> Feedback:

@@ -65,3 +65,12 @@ class MessageSerializer(serializers.ModelSerializer):
 
     def get_audio_url(self, message: Message) -> str | None:
         return audio_store.audio_url(message)
+
+
+class SpeechBudgetSerializer(serializers.Serializer):
+    """What is left of the user's speech allowance (chat.limits.BudgetView); null limit means unlimited."""
+
+    remaining_chars = serializers.IntegerField(allow_null=True, help_text="Characters of speech left; null: unlimited.")
+    limit_chars = serializers.IntegerField(allow_null=True, help_text="The allowance that binds (day or month).")
+    resets_at = serializers.DateTimeField(allow_null=True, help_text="When that allowance renews.")
+    site_exhausted = serializers.BooleanField(help_text="The whole site's daily speech allowance is used up.")

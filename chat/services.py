@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import posixpath
 import uuid
@@ -12,8 +13,11 @@ from django.core.exceptions import ValidationError
 from django.core.files.storage import FileSystemStorage, default_storage
 from django.db import transaction
 from django.db.models import QuerySet
+from django.utils import timezone
 
 from chat.models import Agent, Conversation, Message
+
+logger = logging.getLogger(__name__)
 
 TITLE_MAX_CHARS = 200
 
@@ -109,9 +113,12 @@ def _audio_names(messages: QuerySet[Message]) -> list[str]:
 
 def _audio_files_delete(names: list[str], *, remove_folders: bool) -> None:
     # After the commit: a rolled-back delete must not lose audio, and a lost file only leaves a dead link.
-    storage = default_storage  # Message.audio's storage
+    storage = default_storage  # Message.audio's storage: a local folder or a bucket (one DELETE per object)
     for name in names:
-        storage.delete(name)
+        try:
+            storage.delete(name)
+        except Exception:  # a bucket hiccup on one object must not keep the rest
+            logger.exception("Could not delete stored audio %s", name)
     if remove_folders and isinstance(storage, FileSystemStorage):
         for folder in {posixpath.dirname(name) for name in names}:
             with contextlib.suppress(OSError):  # not empty, or already gone
@@ -132,3 +139,16 @@ def message_get(*, viewer: User | AnonymousUser, message_id: uuid.UUID | str) ->
 def agent_list() -> QuerySet[Agent]:
     """The agents a user may pick, the default first."""
     return Agent.objects.filter(is_active=True).order_by("-is_default", "name")
+
+
+def message_feedback_save(
+    *, conversation: Conversation, message_id: uuid.UUID | str, score: Message.Feedback | str | None
+) -> bool:
+    """Record a like/dislike (None clears it) on one of the conversation's replies; False when there is none."""
+    try:
+        updated = Message.objects.filter(conversation=conversation, pk=message_id, role=Message.Role.ASSISTANT).update(
+            feedback=score or "", feedback_at=timezone.now() if score else None
+        )
+    except (ValueError, ValidationError):
+        return False
+    return updated > 0

@@ -10,13 +10,16 @@ from django.contrib.auth import login
 from django.contrib.auth.decorators import login_required
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render, resolve_url
+from django.views.decorators.cache import never_cache
 from django.views.decorators.csrf import ensure_csrf_cookie
 
-from chat.forms import SignupForm
-from chat.models import Conversation
+from chat.api_keys import ApiKeyLimitReached, api_key_create, api_key_revoke
+from chat.forms import ApiKeyForm, SignupForm
+from chat.models import ApiKey, Conversation
 from chat.providers import tts_provider
 from chat.serializers import AgentSerializer
 from chat.services import agent_list, conversation_get, conversation_latest
+from chat.throttles import SignupThrottle, signup_refused
 
 WS_PATH = "/v1/convai/conversation"
 
@@ -59,7 +62,33 @@ def signup(request: HttpRequest) -> HttpResponse:
         return redirect("chat:index")
     form = SignupForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        throttle = SignupThrottle()  # counts accounts made, so mistyped forms do not use up the allowance
+        if not throttle.allow_request(request, None):  # type: ignore[arg-type]  # it reads only request.META
+            return signup_refused(request, form, throttle.wait())
         user = form.save()
         login(request, user, backend="django.contrib.auth.backends.ModelBackend")
         return redirect("chat:index")
     return render(request, "registration/signup.html", {"form": form})
+
+
+@login_required
+@never_cache  # the page shows a new key once; no cache may keep it
+def api_keys(request: HttpRequest) -> HttpResponse:
+    """The user's keys for the ElevenLabs SDKs (`xi-api-key`): create one (shown once) or revoke one."""
+    user: Any = request.user
+    form = ApiKeyForm(request.POST if request.POST.get("action") == "create" else None)
+    new_key = None
+    if request.method == "POST" and request.POST.get("action") == "revoke":
+        key_id = request.POST.get("key_id", "")
+        if key_id.isdigit():
+            api_key_revoke(user=user, key_id=int(key_id))
+        return redirect("api_keys")
+    if request.method == "POST" and form.is_valid():
+        try:
+            _, new_key = api_key_create(user=user, name=form.cleaned_data["name"])
+        except ApiKeyLimitReached as exc:
+            form.add_error(None, str(exc))
+        else:
+            form = ApiKeyForm()
+    context = {"form": form, "new_key": new_key, "keys": ApiKey.objects.filter(user=user)}
+    return render(request, "registration/api_keys.html", context)

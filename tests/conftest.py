@@ -19,6 +19,14 @@ PASSWORD = "correct-horse-battery-staple"
 
 
 @pytest.fixture(autouse=True)
+def _own_cache(settings, request):
+    """A cache of the test's own: throttle counters must not carry from one test into the next."""
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": request.node.nodeid}
+    }
+
+
+@pytest.fixture(autouse=True)
 def _no_background_sweeper(settings):
     """In-process tests own their database rows; the sweeper is tested directly and in real processes."""
     settings.TURN_SWEEP_SECONDS = 0
@@ -78,3 +86,50 @@ def spoken_reply(conversation, media_root) -> Message:
     reply = Message.objects.create(conversation=conversation, role="assistant", text="Hi.", status="complete")
     reply.audio.save(f"{reply.id}.wav", ContentFile(wav_bytes()))
     return reply
+
+
+# --- limits: the in-process and the Redis-backed variants ------------------------------------------
+LIMITS_REDIS_URL = "redis://127.0.0.1:6379/5"  # limits' own db on the shared machine (contracts.md)
+
+
+@pytest.fixture
+def local_limits(settings):
+    """Limits kept in this process (REDIS_URL unset), starting empty."""
+    from chat.limits.presence import presence_clear
+
+    settings.REDIS_URL = ""
+    presence_clear()
+    yield "local"
+    presence_clear()
+
+
+@pytest.fixture
+async def redis_limits(settings):
+    """Limits kept in the real Redis at LIMITS_REDIS_URL, its limits keys cleared; skipped when Redis is absent."""
+    import redis as sync_redis
+
+    from chat.limits.shared import KEY_PREFIX, aclose_redis_clients
+
+    client = sync_redis.Redis.from_url(LIMITS_REDIS_URL, socket_connect_timeout=0.5)
+    try:
+        client.ping()
+    except sync_redis.RedisError:
+        pytest.skip(f"no Redis at {LIMITS_REDIS_URL}")
+
+    def clear() -> None:
+        keys = list(client.scan_iter(f"{KEY_PREFIX}*"))
+        if keys:
+            client.delete(*keys)
+
+    clear()
+    settings.REDIS_URL = LIMITS_REDIS_URL
+    yield "redis"
+    await aclose_redis_clients()
+    clear()
+    client.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+def limits_backend(request):
+    """Runs a test once with limits in this process and once in Redis."""
+    return request.getfixturevalue(f"{request.param}_limits")

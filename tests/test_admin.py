@@ -114,7 +114,12 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
     assert columns == ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
     assert list(response.context["cl"].result_list) == [agent]
     form_page = admin_client.get("/admin/chat/agent/add/").content.decode()
-    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == ["Persona", "LLM", "Voice"]
+    assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == [
+        "Persona",
+        "LLM",
+        "Voice",
+        "Client overrides",
+    ]
 
 
 @pytest.mark.parametrize(
@@ -428,6 +433,7 @@ def test_it_lists_messages_newest_first_with_text_conversation_and_owner(admin_c
         "owner",
         "billed",
         "heard",
+        "feedback",
     ]
     rows = list(response.context["cl"].result_list)
     assert rows == sorted(rows, key=lambda m: m.created_at, reverse=True)
@@ -459,9 +465,11 @@ def test_it_labels_fields_and_choices_as_a_person_would_write_them(admin_client,
     assert "Partial (audio failed mid-reply)" in listing and "partial (audio failed" not in listing
     assert [label for _, label in Message.AudioStatus.choices] == [
         "No audio",
+        "Being synthesised",
         "Partial (audio failed mid-reply)",
         "Complete",
         "Failed",
+        "Stopped (speech allowance used up)",
     ]
 
 

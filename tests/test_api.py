@@ -34,6 +34,8 @@ MESSAGE_FIELDS = {
     "first_audio_sent_ms",
     "client_first_audible_ms",
     "client_underruns",
+    "words",
+    "heard_text",
 }
 
 

@@ -281,18 +281,6 @@ async def test_it_closes_the_upstream_stream_when_cancelled(fake_elevenlabs: Fak
     assert await until(lambda: fake_elevenlabs.open_streams == 0, 0.2)
 
 
-async def test_it_keeps_to_the_process_wide_concurrency_limit(fake_elevenlabs: FakeElevenLabs) -> None:
-    fake_elevenlabs.realtime = True  # streams last ~0.2 s each, so they would overlap without the limit
-    fake_elevenlabs.ms_per_char = 15
-    texts = [f"Sentence {i}." for i in range(5)]
-    # Separate instances, as the loader makes them: the limit is the process's, not the instance's.
-    results = await asyncio.gather(
-        *(speak(elevenlabs(fake_elevenlabs, max_concurrency=2), SpeechRequest(text=t)) for t in texts)
-    )
-    assert results == [pcm_for(t, 24000, ms_per_char=15) for t in texts]
-    assert fake_elevenlabs.peak_streams == 2
-
-
 # --- eSpeak NG ------------------------------------------------------------------------------------
 
 

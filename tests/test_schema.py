@@ -26,6 +26,11 @@ def test_it_describes_every_endpoint(schema) -> None:
         "/api/conversations/{id}/",
         "/api/conversations/{id}/messages/",
         "/api/messages/{id}/audio/",
+        "/api/greetings/{id}/audio/",
+        "/api/usage/",
+        "/v1/convai/conversation/get-signed-url",
+        "/v1/convai/conversations",
+        "/v1/convai/conversations/{conversation_id}",
     }
     assert set(schema["paths"]["/api/conversations/{id}/"]) - {"parameters"} == {"get", "patch", "delete"}
 

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SETTINGS_SOURCE = (ROOT / "voicechat" / "settings.py").read_text()
 # Every variable settings.py reads goes through one of its helpers.
 VARIABLES = sorted(
-    set(re.findall(r'(?:env_(?:str|list|bool|int|float)|_backend)\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE))
+    set(re.findall(r'(?:env_(?:str|list|bool|int|float|rate)|_backend)\(\s*"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE))
 )
 PRINT_SETTINGS = "import django; django.setup(); from django.conf import settings as s; print({names})"
 

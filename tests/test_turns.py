@@ -269,7 +269,7 @@ async def test_it_stops_speech_at_a_chunk_boundary_when_the_gate_refuses(convers
     assert out.of("queued")[0]["position"] == 1
     assert gate.billed_chars == len(tts.requests[0].text)
     await message.arefresh_from_db()
-    assert message.text == "".join(REPLY) and message.audio_status == "partial"
+    assert message.text == "".join(REPLY) and message.audio_status == "budget"  # why the audio stopped
     assert message.error_code == "budget_exhausted"
 
 

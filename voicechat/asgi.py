@@ -10,13 +10,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
 from chat.routing import websocket_urlpatterns  # noqa: E402
+from chat.signing import OriginCheckUnlessSigned  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
         "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
+        # Cookie + allowed Origin, or a signed URL token instead of both (chat/signing.py).
+        "websocket": OriginCheckUnlessSigned(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

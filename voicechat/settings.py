@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,15 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def env_rate(name: str, default: str) -> str:
+    """A throttle rate as Django REST framework reads it: a count per second, minute, hour or day."""
+    raw = env_str(name, default)
+    count, _, period = raw.partition("/")
+    if not (count.isdigit() and period[:1] in ("s", "m", "h", "d")):
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a rate; use e.g. 120/min, 5/hour or 1000/day.")
+    return raw
+
+
 DEBUG = env_bool("DEBUG", False)
 
 SECRET_KEY = env_str("SECRET_KEY", "")
@@ -87,6 +97,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.staticfiles",
+    "axes",
     "channels",
     "rest_framework",
     "drf_spectacular",
@@ -95,6 +106,9 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Outside everything that can answer early (a bad Host, CSRF), so every response carries the policies.
+    "csp.middleware.CSPMiddleware",
+    "django_permissions_policy.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -102,6 +116,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes asks: it turns a locked-out log-in into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "voicechat.urls"
@@ -146,14 +162,60 @@ else:
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")
+# channels_redis waits for messages with BZPOPMIN blocking this long on the server (its class attribute
+# `brpop_timeout`); tests/test_settings.py fails if an upgrade changes it.
+CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
+# redis-py's default socket_timeout is also 5 s, so an idle consumer's blocking read raced its own
+# read timeout and lost about once per 5 s (TimeoutError, close 1011). Reads may take the blocking
+# time plus a margin for a busy event loop; a Redis that stays silent longer than that is gone.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30.0, minimum=CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5)
+REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
+REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
+CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
+CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10)
+CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=60)
 if REDIS_URL:
     if not REDIS_URL.startswith(("redis://", "rediss://", "unix://")):
         raise ImproperlyConfigured(f"REDIS_URL={REDIS_URL!r} must start with redis://, rediss:// or unix://.")
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+
     CHANNEL_LAYERS: dict[str, Any] = {
-        "default": {"BACKEND": "channels_redis.core.RedisChannelLayer", "CONFIG": {"hosts": [REDIS_URL]}}
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
+                        "socket_keepalive": True,
+                        # A pooled connection idle this long is PINGed before use, and the retry below
+                        # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
+                        "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+                        # Safe to repeat: channels_redis writes messages with ZADD of a unique member.
+                        "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
+                    }
+                ],
+                "prefix": CHANNEL_LAYER_PREFIX,
+                "capacity": CHANNEL_LAYER_CAPACITY,
+                # Keep at least Daphne's --websocket_timeout (24 h by default): an older socket would
+                # silently leave its groups.
+                "group_expiry": CHANNEL_LAYER_GROUP_EXPIRY,
+            },
+        }
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# The cache holds the REST and sign-up throttles' counters: shared through Redis when there is one, so
+# every process counts against the same limit; per process otherwise (one process is the embedded default).
+if REDIS_URL:
+    CACHES: dict[str, Any] = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": REDIS_URL, "KEY_PREFIX": "vc"}
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "voicechat"}}
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -165,6 +227,10 @@ LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "chat:index"
 LOGOUT_REDIRECT_URL = "login"
 ALLOW_SIGNUP = env_bool("ALLOW_SIGNUP", True)
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out client before a password is checked
+    "django.contrib.auth.backends.ModelBackend",
+]
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -176,8 +242,49 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = BASE_DIR / "staticfiles"
 MEDIA_URL = "media/"
 MEDIA_ROOT = Path(env_str("MEDIA_ROOT", str(BASE_DIR / "media")))
+# Reply audio: a local folder (one machine, or a shared mount), or an S3-compatible bucket so processes
+# on several machines serve each other's audio. The audio endpoint streams byte ranges from either.
+AUDIO_STORAGE = env_str("AUDIO_STORAGE", "local")
+if AUDIO_STORAGE == "local":
+    _audio_storage: dict[str, Any] = {"BACKEND": "django.core.files.storage.FileSystemStorage"}
+elif AUDIO_STORAGE == "s3":
+    S3_BUCKET = env_str("S3_BUCKET", "")
+    if not S3_BUCKET:
+        raise ImproperlyConfigured("AUDIO_STORAGE=s3 needs S3_BUCKET, the name of an existing bucket.")
+    S3_ENDPOINT_URL = env_str("S3_ENDPOINT_URL", "") or None
+    if S3_ENDPOINT_URL and not S3_ENDPOINT_URL.startswith(("http://", "https://")):
+        raise ImproperlyConfigured(f"S3_ENDPOINT_URL={S3_ENDPOINT_URL!r} must be an http(s) URL.")
+    S3_ADDRESSING_STYLE = env_str("S3_ADDRESSING_STYLE", "auto")
+    if S3_ADDRESSING_STYLE not in ("auto", "path", "virtual"):
+        raise ImproperlyConfigured(f"S3_ADDRESSING_STYLE={S3_ADDRESSING_STYLE!r} is unknown; use auto, path, virtual.")
+    S3_TIMEOUT = env_float("S3_TIMEOUT", 10.0, minimum=0.1)
+    from botocore.config import Config as _BotoConfig
+
+    _audio_storage = {
+        "BACKEND": "storages.backends.s3.S3Storage",
+        "OPTIONS": {
+            "bucket_name": S3_BUCKET,
+            "endpoint_url": S3_ENDPOINT_URL,
+            "region_name": env_str("S3_REGION", "") or None,
+            # Blank keys: boto3's own chain (AWS_* variables, shared config, an instance or task role).
+            "access_key": env_str("S3_ACCESS_KEY_ID", "") or None,
+            "secret_key": env_str("S3_SECRET_ACCESS_KEY", "") or None,
+            "location": env_str("S3_PREFIX", "").strip("/"),
+            "addressing_style": None if S3_ADDRESSING_STYLE == "auto" else S3_ADDRESSING_STYLE,
+            "default_acl": None,  # objects stay private: only the audio endpoint reads them
+            "querystring_auth": True,
+            "file_overwrite": True,  # names are message ids; a re-save replaces the same reply's audio
+            "client_config": _BotoConfig(
+                connect_timeout=S3_TIMEOUT,
+                read_timeout=S3_TIMEOUT,
+                retries={"max_attempts": env_int("S3_MAX_ATTEMPTS", 3, minimum=1), "mode": "standard"},
+            ),
+        },
+    }
+else:
+    raise ImproperlyConfigured(f"AUDIO_STORAGE={AUDIO_STORAGE!r} is unknown; use local or s3.")
 STORAGES = {
-    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "default": _audio_storage,
     # Serve the committed bundle straight from static/ so `make run` needs no collectstatic.
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
@@ -197,12 +304,68 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 SESSION_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
 
+# --- Content-Security-Policy: everything from this origin only. The page is one module script, a JSON
+# config (json_script, never executed), stylesheets, the AudioWorklet module (script-src) and the
+# WebSocket ('self' covers ws:/wss: of the same host since Chrome 71, Firefox and Safari 16); the admin
+# uses its own static files. No inline script or style, no eval, no blob:/data: beyond admin icons.
+CSP_REPORT_URI = env_str("CSP_REPORT_URI", "")
+_CSP: dict[str, Any] = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "media-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "font-src": ["'self'"],
+        "worker-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": [CSP_REPORT_URI]} if CSP_REPORT_URI else {}),
+    }
+}
+# Report-only first is how a changed deployment (a CDN, an analytics script) finds what the policy would block.
+if env_bool("CSP_REPORT_ONLY", False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY = _CSP
+else:
+    CONTENT_SECURITY_POLICY = _CSP
+# Powerful browser features the page never uses are off for it and anything it could embed. The
+# player needs none: Web Audio output after a click is not gated by `autoplay`, which stays 'self'.
+PERMISSIONS_POLICY: dict[str, list[str]] = {
+    "accelerometer": [],
+    "autoplay": ["self"],
+    "browsing-topics": [],
+    "camera": [],
+    "display-capture": [],
+    "geolocation": [],
+    "gyroscope": [],
+    "hid": [],
+    "magnetometer": [],
+    "microphone": [],  # replies are typed; voice input would turn this to ["self"]
+    "midi": [],
+    "payment": [],
+    "publickey-credentials-get": [],
+    "screen-wake-lock": [],
+    "serial": [],
+    "usb": [],
+    "xr-spatial-tracking": [],
+}
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": ["rest_framework.authentication.SessionAuthentication"],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 30,
+    "DEFAULT_THROTTLE_CLASSES": ["chat.throttles.ApiUserThrottle", "chat.throttles.ApiWriteThrottle"],
+    "DEFAULT_THROTTLE_RATES": {
+        "user": env_rate("API_THROTTLE_RATE", "300/min"),
+        "write": env_rate("API_WRITE_THROTTLE_RATE", "30/min"),
+        "signup": env_rate("SIGNUP_THROTTLE_RATE", "10/hour"),
+    },
+    "EXCEPTION_HANDLER": "chat.throttles.api_exception_handler",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "voicechat API",
@@ -210,6 +373,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
+    "ENUM_NAME_OVERRIDES": {
+        "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
+        "FeedbackScoreEnum": "chat.models.Message.Feedback",
+    },
 }
 
 # --- Voice pipeline ---------------------------------------------------------------------------
@@ -246,6 +414,13 @@ ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
 
+# --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
+# Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
+# (once); the vendor's are valid for 15 minutes. The conversation itself may then last longer.
+SIGNED_URL_MAX_AGE = env_int("SIGNED_URL_MAX_AGE", 900, minimum=10)
+# Most API keys (xi-api-key) one user may hold at a time.
+MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 10, minimum=1)
+
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
 OPENAI_MODEL = env_str("OPENAI_MODEL", "gpt-4o-mini")
@@ -262,7 +437,6 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "voice_id": ELEVENLABS_VOICE_ID,
             "model_id": ELEVENLABS_MODEL_ID,
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
-            "max_concurrency": ELEVENLABS_MAX_CONCURRENCY,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
         },
@@ -296,6 +470,37 @@ def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str
 
 TTS_BACKEND = _backend("TTS_BACKEND", "elevenlabs" if ELEVENLABS_API_KEY else "espeak", TTS_PROVIDERS)
 LLM_BACKEND = _backend("LLM_BACKEND", "demo", LLM_PROVIDERS)
+
+# --- Limits (chat/limits, chat/throttles.py; README "Limits") -------------------------------------
+# Speech budgets in characters, the unit ElevenLabs bills; 0 turns a limit off. Days and months begin
+# at midnight in TIME_ZONE. Operators override a user's allowance in the admin (Speech allowances).
+SPEECH_DAILY_CHARS = env_int("SPEECH_DAILY_CHARS", 20_000)
+SPEECH_MONTHLY_CHARS = env_int("SPEECH_MONTHLY_CHARS", 200_000)
+SPEECH_SITE_DAILY_CHARS = env_int("SPEECH_SITE_DAILY_CHARS", 500_000)
+# Fair TTS slots: the most vendor requests one user may hold at once (a turn needs 2 for look-ahead).
+TTS_SLOTS_PER_USER = env_int("TTS_SLOTS_PER_USER", 2, minimum=1)
+# Seconds a Redis-held TTS slot or socket entry outlives a process that died without releasing it.
+LIMITS_LEASE_SECONDS = env_int("LIMITS_LEASE_SECONDS", 60, minimum=1)
+MAX_SOCKETS_PER_USER = env_int("MAX_SOCKETS_PER_USER", 8, minimum=1)
+WS_MAX_FRAME_BYTES = env_int("WS_MAX_FRAME_BYTES", 64 * 1024, minimum=1024)
+WS_FRAMES_PER_SECOND = env_float("WS_FRAMES_PER_SECOND", 20.0, minimum=0.1)
+WS_FRAME_BURST = env_int("WS_FRAME_BURST", 60, minimum=1)
+# Proxies in front whose X-Forwarded-For entries are trusted for the client's address (sign-up throttle,
+# log-in lockout). Defaults to one whenever X-Forwarded-Proto is trusted: the same TLS proxy adds both.
+TRUSTED_PROXY_COUNT = env_int("TRUSTED_PROXY_COUNT", 1 if env_bool("USE_X_FORWARDED_PROTO", not DEBUG) else 0)
+
+# Log-in lockout (django-axes): after LOGIN_FAILURE_LIMIT wrong passwords for one user name from one
+# address, that pair is refused for LOGIN_LOCKOUT_MINUTES; a successful log-in resets the count.
+AXES_ENABLED = env_bool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+# Per user name and address: by address alone, one office behind NAT (or a misconfigured proxy) would
+# lock everyone out; by name alone, anyone could lock any account.
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "chat.throttles.client_ip"
+AXES_LOCKOUT_CALLABLE = "chat.throttles.login_locked_out"
+AXES_VERBOSE = False
 
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 if LOG_LEVEL not in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"):

@@ -1,4 +1,4 @@
-"""Top-level URLs: admin, accounts, the REST API with its schema, and the chat page."""
+"""Top-level URLs: admin, accounts, the REST API with its schema, the ElevenLabs-shaped API, the chat page."""
 
 from django.contrib import admin
 from django.urls import include, path
@@ -9,5 +9,6 @@ urlpatterns = [
     path("accounts/", include("chat.account_urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
     path("api/", include("chat.api_urls")),
+    path("v1/convai/", include("chat.convai_urls")),
     path("", include("chat.urls")),
 ]

@@ -72,6 +72,7 @@ class TTSProvider(ABC):
     """Turns text into raw PCM s16le mono at `sample_rate`, streamed as it is produced."""
 
     name: str = "tts"
+    metered: bool = True  # the vendor bills per character, so speech budgets apply (chat/limits)
 
     @property
     @abstractmethod

@@ -20,25 +20,17 @@ from chat.providers.base import ProviderError, SpeechReceipt, SpeechRequest, TTS
 
 logger = logging.getLogger(__name__)
 
-# Process-wide state, one entry per event loop (asyncio objects cannot cross loops): a semaphore per
-# configured limit keeps every turn of the process inside the plan's concurrency, and one keep-alive
+# Process-wide state, one entry per event loop (asyncio objects cannot cross loops): one keep-alive
 # connection pool per base URL lets later chunks skip the TCP and TLS handshakes. Idle pooled
 # connections are kept on purpose; every request and response stream is closed as soon as its
-# generator is closed or its task cancelled (`async with` around the SDK's stream).
-_semaphores: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[int, asyncio.Semaphore]] = (
-    weakref.WeakKeyDictionary()
-)
+# generator is closed or its task cancelled (`async with` around the SDK's stream). The plan's
+# concurrency limit is not kept here: it is per account, so the turn holds a slot of chat/limits.
 _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
     weakref.WeakKeyDictionary()
 )
 
 _MAX_RETRY_AFTER = 10.0
 _CONNECT_TIMEOUT = 5.0
-
-
-def _semaphore(limit: int) -> asyncio.Semaphore:
-    per_loop = _semaphores.setdefault(asyncio.get_running_loop(), {})
-    return per_loop.setdefault(limit, asyncio.Semaphore(limit))
 
 
 def _shared_client(base_url: str) -> httpx.AsyncClient:
@@ -127,7 +119,6 @@ class ElevenLabsTTS(TTSProvider):
         voice_id: str,
         model_id: str = "eleven_flash_v2_5",
         output_format: str = "pcm_24000",
-        max_concurrency: int = 4,
         timeout: float = 10.0,
         max_retries: int = 2,
         retry_base_delay: float = 0.2,
@@ -139,7 +130,6 @@ class ElevenLabsTTS(TTSProvider):
         self.voice_id = voice_id
         self.model_id = model_id
         self._output_format = output_format
-        self.max_concurrency = max(1, max_concurrency)
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.retry_base_delay = retry_base_delay
@@ -197,24 +187,23 @@ class ElevenLabsTTS(TTSProvider):
         client = self._client()
         arguments = self._arguments(request)
         voice_id = request.voice_id or self.voice_id
-        async with _semaphore(self.max_concurrency):
-            for attempt in range(self.max_retries + 1):
-                started = False
-                try:
-                    # aclosing: an early close of ours must close the HTTP response now, not at GC.
-                    async with aclosing(self._attempt(client, voice_id, arguments, receipt)) as pcm:
-                        async for data in pcm:
-                            started = True
-                            yield data
-                    return
-                except ApiError as exc:
-                    error, headers = translate_api_error(exc), exc.headers
-                except httpx.TransportError as exc:
-                    error, headers = _network_error(exc, started=started, timeout=self.timeout), None
-                if not error.retryable or attempt == self.max_retries:
-                    raise error
-                logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
-                await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
+        for attempt in range(self.max_retries + 1):
+            started = False
+            try:
+                # aclosing: an early close of ours must close the HTTP response now, not at GC.
+                async with aclosing(self._attempt(client, voice_id, arguments, receipt)) as pcm:
+                    async for data in pcm:
+                        started = True
+                        yield data
+                return
+            except ApiError as exc:
+                error, headers = translate_api_error(exc), exc.headers
+            except httpx.TransportError as exc:
+                error, headers = _network_error(exc, started=started, timeout=self.timeout), None
+            if not error.retryable or attempt == self.max_retries:
+                raise error
+            logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
+            await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
 
     async def _attempt(
         self, client: AsyncElevenLabs, voice_id: str, arguments: dict[str, Any], receipt: SpeechReceipt

@@ -59,6 +59,7 @@ class EspeakTTS(TTSProvider):
     """eSpeak NG at its native rate (22050 Hz), synthesised in a worker thread and streamed as produced."""
 
     name = "espeak"
+    metered = False  # local and free: no speech budget applies
 
     def __init__(self, *, voice: str = "en-us", words_per_minute: int = 175) -> None:
         self.voice = voice

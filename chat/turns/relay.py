@@ -44,6 +44,9 @@ class SpeechGate:
     async def billed(self, receipt: SpeechReceipt, text: str) -> None:
         """A request ended; `receipt.characters` is what the vendor billed for it."""
 
+    async def close(self) -> None:
+        """The turn is ending (after its last request, before its closing frames); may be called again."""
+
 
 class SpeechSink(Protocol):
     """Where the relay delivers: the turn lifecycle."""
@@ -158,7 +161,15 @@ class _Synthesis:
 
 
 class SpeechRelay:
-    """Speak the chunks added to it, in order, until closed; cancel `run()` to stop at once."""
+    """Speak the chunks added to it, in order, until closed; cancel `run()` to stop at once.
+
+    Audio is paced into frames: the first audio of a turn goes out at once; after that PCM is held until
+    a frame of `frame_ms` is ready, but never so long that the listener's buffer would fall below
+    `low_ms` (estimated from what was sent and a real-time player started `prebuffer_ms` after the first
+    frame). A vendor that sends faster than real time gets few large frames; one that paces at real time
+    gets frames as soon as they are due, so pacing never starves a listener. Fewer frames is most of
+    the relay's CPU.
+    """
 
     def __init__(
         self,
@@ -166,21 +177,27 @@ class SpeechRelay:
         sink: SpeechSink,
         *,
         gate: SpeechGate | None = None,
-        max_frame_bytes: int = 32 * 1024,
+        frame_ms: int = 150,
+        low_ms: int = 60,
+        prebuffer_ms: int = 80,
     ) -> None:
         self.tts = tts
         self.sink = sink
         self.gate = gate or SpeechGate()
-        self.max_frame_bytes = max_frame_bytes
+        self.frame_bytes = max(2, tts.sample_rate * 2 * frame_ms // 1000) & ~1
+        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
         self.pending: deque[SpeechChunk] = deque()
         self.syntheses: list[_Synthesis] = []
         self.closed = False
         self.stopped = False  # a failure or refusal ended speech for this turn
-        self.relayed_bytes = 0
+        self.relayed_bytes = 0  # sent to the sink
         self.first_byte_at: float | None = None
         self._wakeup = asyncio.Event()
         self._room = asyncio.Semaphore(MAX_SYNTHESES_IN_FLIGHT)
-        self._carry = b""
+        self._held = bytearray()  # received, not sent yet
+        self._held_chunk: SpeechChunk | None = None
+        self._first_sent_at: float | None = None
+        self._refusal: Refusal | None = None  # policy stopped speech: reported after what was admitted
 
     # --- feeding --------------------------------------------------------------------------------
     def add(self, chunk: SpeechChunk) -> None:
@@ -222,7 +239,7 @@ class SpeechRelay:
                 except Refusal as refusal:
                     self._room.release()
                     self.stopped = True
-                    await self.sink.speech_refused(refusal)
+                    self._refusal = refusal
                     return
                 synthesis = _Synthesis(chunk=chunk)
                 request = self.sink.speech_request(chunk, self.receipts, self.pending[0] if self.pending else None)
@@ -267,56 +284,79 @@ class SpeechRelay:
         while True:
             while not order:
                 if self.closed and starter.done():
+                    await self._flush()
+                    if self._refusal is not None:  # spoken up to here: the refused chunk starts no audio
+                        await self.sink.speech_refused(self._refusal)
                     return
                 ready.clear()
-                await ready.wait()
+                await self._wait(ready)
             synthesis = order.popleft()
             if not await self._relay_one(synthesis):
                 return
 
     async def _relay_one(self, synthesis: _Synthesis) -> bool:
         """Relay one synthesis to its end; False when speech stopped for the turn."""
-        start = self.relayed_bytes + len(self._carry)
+        start = self._received
         while True:
             while synthesis.parts:
                 item = synthesis.parts.popleft()
                 if isinstance(item, Alignment):
                     await self.sink.speech_alignment(synthesis.chunk, item, start)
-                    continue
-                await self._send(self._coalesce(item, synthesis), synthesis.chunk)
+                else:
+                    await self._accept(item, synthesis.chunk)
             if synthesis.done:
                 break
             synthesis.changed.clear()
-            await synthesis.changed.wait()
+            await self._wait(synthesis.changed)
         if synthesis.error is not None:
+            await self._flush()  # what arrived before the failure is kept and heard
             await self._fail(synthesis.error)
             return False
         synthesis.relayed_all = True
-        await self.sink.speech_chunk_end(synthesis.chunk, start, self.relayed_bytes + len(self._carry))
+        await self.sink.speech_chunk_end(synthesis.chunk, start, self._received)
         return True
 
-    def _coalesce(self, first: bytes, synthesis: _Synthesis) -> bytes:
-        """Join PCM already waiting behind `first` (up to a frame's worth) and keep whole samples only."""
-        parts = [self._carry, first]
-        size = len(self._carry) + len(first)
-        while size < self.max_frame_bytes and synthesis.parts and isinstance(synthesis.parts[0], bytes):
-            part = synthesis.parts.popleft()
-            assert isinstance(part, bytes)
-            parts.append(part)
-            size += len(part)
-        data = b"".join(parts)
-        whole = len(data) & ~1
-        self._carry = data[whole:]
-        return data[:whole]
+    @property
+    def _received(self) -> int:
+        return self.relayed_bytes + len(self._held)
 
-    async def _send(self, pcm: bytes, chunk: SpeechChunk) -> None:
-        if not pcm:
+    async def _accept(self, pcm: bytes, chunk: SpeechChunk) -> None:
+        self._held += pcm
+        self._held_chunk = chunk
+        if self._first_sent_at is None or len(self._held) >= self.frame_bytes or self._lead_ms() < self.low_ms:
+            await self._flush()
+
+    def _lead_ms(self) -> float:
+        """How far the listener's buffer is ahead of playback, from what was sent so far."""
+        if self._first_sent_at is None:
+            return 0.0
+        played = max(0.0, (time.monotonic() - self._first_sent_at) * 1000 - self.prebuffer_ms)
+        return self.relayed_bytes / 2 / self.tts.sample_rate * 1000 - played
+
+    async def _wait(self, event: asyncio.Event) -> None:
+        """Wait for `event`, sending held audio before the listener would run short of it."""
+        while self._held and not event.is_set():
+            delay = max(0.0, self._lead_ms() - self.low_ms) / 1000
+            try:
+                async with asyncio.timeout(delay):
+                    await event.wait()
+            except TimeoutError:
+                await self._flush()
+        await event.wait()
+
+    async def _flush(self) -> None:
+        whole = len(self._held) & ~1
+        if not whole or self._held_chunk is None:
             return
+        pcm = bytes(self._held[:whole])
+        del self._held[:whole]
         if self.first_byte_at is None:
             self.first_byte_at = self.syntheses[0].receipt.first_byte_at or time.monotonic()
+        if self._first_sent_at is None:
+            self._first_sent_at = time.monotonic()
         offset = self.relayed_bytes
         self.relayed_bytes += len(pcm)
-        await self.sink.speech_audio(pcm, chunk, offset)
+        await self.sink.speech_audio(pcm, self._held_chunk, offset)
 
     async def _fail(self, error: ProviderError) -> None:
         """Audio stops for the rest of the turn; the text goes on and the failure is recorded."""

@@ -55,12 +55,17 @@ class TurnRecord:
     error_code: str = ""
     error_message: str = ""
     audio_failed: bool = False
+    audio_refused: bool = False  # policy stopped the speech (a budget ran out), not the vendor
 
     def error(self, code: str, message: str) -> None:
         self.error_code, self.error_message = code, message
 
     def audio_error(self, code: str, message: str) -> None:
         self.audio_failed = True
+        self.error(code, message)
+
+    def audio_refusal(self, code: str, message: str) -> None:
+        self.audio_refused = True
         self.error(code, message)
 
 
@@ -170,6 +175,8 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
 
 
 def _audio_status(record: TurnRecord, size: int) -> str:
+    if record.audio_refused:
+        return Message.AudioStatus.BUDGET
     if record.audio_failed:
         return Message.AudioStatus.PARTIAL if size else Message.AudioStatus.FAILED
     return Message.AudioStatus.COMPLETE if size else Message.AudioStatus.NONE

@@ -350,7 +350,7 @@ class Turn:
         await self.output.emit({"type": "error", "error_event": {"code": error.code, "message": error.message}})
 
     async def speech_refused(self, refusal: Refusal) -> None:
-        self.record.audio_error(refusal.code, refusal.message)
+        self.record.audio_refusal(refusal.code, refusal.message)
         await self.output.emit({"type": "error", "error_event": {"code": refusal.code, "message": refusal.message}})
 
     async def speech_queued(self, position: int | None) -> None:
@@ -381,6 +381,8 @@ class Turn:
 
     async def _finish(self, status: str) -> None:
         assert self.message is not None
+        if self.gate is not None:
+            await self.gate.close()  # every request has ended: settle what is left, before the closing frames
         for receipt in self.relay.receipts if self.relay else []:  # every request started is billed
             self.record.tts_characters += receipt.characters
             if receipt.request_id:

@@ -52,6 +52,7 @@ class Bench:
     first_byte: float
     arrival_rate: float
     token_s: float  # the demo LLM's time per token
+    binary: bool = False  # clients ask for binary audio frames, as the browser page does
 
     @property
     def ideal(self) -> float:
@@ -143,6 +144,7 @@ def run_level(bench: Bench, clients: int, duration: float = 0.0, *, rss_interval
     # Turns start uniformly at random over `stagger` s; each lasts ~25 s of speech, so all still overlap.
     stagger = max(1.0, clients / bench.arrival_rate)
     spec: dict[str, Any] = {"urls": bench.urls, "message": MESSAGE, "cookies": bench.cookies[:clients]}
+    spec["binary"] = bench.binary
     spec |= {"stagger": stagger} | ({"until": started + stagger + duration} if duration else {})
     out = procs.run_clients(spec)
     wall = time.monotonic() - started
@@ -194,6 +196,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--tokens-per-second", type=float, default=30.0)
     parser.add_argument("--baseline-clients", type=int, default=1)
     parser.add_argument("--arrival-rate", type=float, default=20.0, help="new conversations per second in a level")
+    parser.add_argument("--binary", action="store_true", help="binary audio frames (our page) instead of JSON")
     return parser.parse_args()
 
 
@@ -213,7 +216,7 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
         def bench_for(urls: list[str], pids: list[int]) -> Bench:
             first_byte = args.first_byte_ms / 1000
-            return Bench(urls, pids, vendor_url, vendor_pid, cookies, ideal_llm, first_byte, 20.0, token_s)
+            return Bench(urls, pids, vendor_url, vendor_pid, cookies, ideal_llm, first_byte, 20.0, token_s, args.binary)
 
         with procs.app_servers(env, args.processes, args.server) as (urls, pids):
             bench = bench_for(urls, pids)

@@ -7,7 +7,8 @@ vendor's send times directly.
 Spec keys: `urls` (one per server process; client i uses urls[i % n]), `cookies` (one client each),
 `message`, `stagger` (seconds over which clients start, uniformly at random), `until` (a monotonic
 deadline: each client keeps taking turns on its socket until it passes; absent means one turn),
-`verify` (hash the PCM so a test can compare it byte for byte), `idle` (open sockets and hold them).
+`verify` (hash the PCM so a test can compare it byte for byte), `idle` (open sockets and hold them),
+`binary` (ask for binary audio frames, as the browser page does).
 """
 
 from __future__ import annotations
@@ -44,19 +45,33 @@ async def one_turn(ws: aiohttp.ClientWebSocketResponse, spec: dict[str, Any], in
     audio = result["audio"]
     result["sent_at"] = time.monotonic()
     await ws.send_str(json.dumps({"type": "user_message", "text": spec["message"]}))
+    started = False  # frames before our user_transcript belong to the greeting, not to this turn
     async for message in ws:
         now = time.monotonic()
         frame = message.data
+        if message.type is aiohttp.WSMsgType.BINARY and started:
+            audio.append((now, len(frame) - 5))  # kind byte + event id, then PCM
+            if digest is not None:
+                digest.update(frame[5:])
+            continue
         if message.type is not aiohttp.WSMsgType.TEXT:
+            if message.type is aiohttp.WSMsgType.BINARY:
+                continue
             result["errors"].append(f"client: socket {message.type.name}")
             break
         if frame.startswith(_AUDIO_PREFIX):
+            if not started:
+                continue
             size, data = _audio_bytes(frame)
             audio.append((now, size))
             if digest is not None:
                 digest.update(base64.b64decode(data))
             continue
         event = json.loads(frame)
+        if event["type"] == "user_transcript":
+            started = True
+        elif not started:
+            continue
         if event["type"] == "error":
             result["errors"].append(event["error_event"]["code"])
         elif event["type"] == "agent_response_complete":
@@ -78,6 +93,9 @@ async def one_client(session: aiohttp.ClientSession, spec: dict[str, Any], index
         headers = {"Cookie": cookie, "Origin": url}
         async with session.ws_connect(_ws_url(url), headers=headers, max_msg_size=0, heartbeat=None) as ws:
             await ws.receive(timeout=30)  # conversation_initiation_metadata
+            if spec.get("binary"):  # what our own page asks for: binary audio frames
+                first = {"type": "conversation_initiation_client_data", "voicechat": {"binary_audio": True}}
+                await ws.send_str(json.dumps(first))
             while True:
                 turns.append(await one_turn(ws, spec, index))
                 if "until" not in spec or time.monotonic() >= spec["until"] or turns[-1]["status"] is None:

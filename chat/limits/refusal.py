@@ -1,7 +1,4 @@
-"""Policy: whether a turn may start and whether it may keep speaking. The one place that says yes or no.
-
-Transports call these and translate a `Refusal` into a frame or a status; nothing here knows about sockets.
-"""
+"""The one error type of the policy, and the check every user message passes first."""
 
 from __future__ import annotations
 
@@ -9,13 +6,22 @@ from django.conf import settings
 
 
 class Refusal(Exception):
-    """A request the policy turns down: a stable error code and a sentence a person can act on."""
+    """A request the policy turns down: a stable error code and a sentence a person can act on.
 
-    def __init__(self, code: str, message: str, *, retry_after: float | None = None) -> None:
+    `close_code`, when set, tells the transport to close the connection with it after sending the error.
+    """
+
+    def __init__(
+        self, code: str, message: str, *, retry_after: float | None = None, close_code: int | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.retry_after = retry_after  # seconds until asking again can succeed, when known
+        self.close_code = close_code
+
+    def __repr__(self) -> str:
+        return f"Refusal({self.code!r}, {self.message!r})"
 
 
 def message_check(text: object) -> str:
