@@ -2,7 +2,7 @@
 // listening settings (auto-play, volume). At phone width it also opens the conversation drawer.
 import type { ConnectionState } from "./counters";
 import type { Indicator } from "./indicator";
-import type { SpeechBudget } from "./protocol";
+import type { Budget as SpeechBudget } from "./chat";
 import { shortTime } from "./time";
 
 const STATUS_TEXT: Record<ConnectionState, string> = {
@@ -84,10 +84,11 @@ function Budget({ budget }: { budget: SpeechBudget | null }) {
   }
   const left = Math.max(0, budget.remaining_chars ?? 0);
   const share = budget.limit_chars ? left / budget.limit_chars : 0;
+  const used = left === 0 || budget.exhausted;
   const title = `${left.toLocaleString()} of ${budget.limit_chars?.toLocaleString()} characters of speech left${resets}. Replies past the allowance arrive as text only.`;
   return (
-    <span className={`budget${left === 0 ? " empty" : share < 0.1 ? " low" : ""}`} title={title} data-remaining={left}>
-      {left === 0 ? "Speech allowance used up" : `🔊 ${left.toLocaleString()} chars left`}
+    <span className={`budget${used ? " empty" : share < 0.1 ? " low" : ""}`} title={title} data-remaining={left}>
+      {used ? "Speech allowance used up" : `🔊 ${left.toLocaleString()} chars left`}
       {resets}
     </span>
   );

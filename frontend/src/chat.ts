@@ -48,10 +48,14 @@ export interface ChatState {
   queued: { messageId: string; position: number | null } | null;
   /** The running turn will be spoken (auto-play on and nothing said the voice failed). */
   voiceExpected: boolean;
-  budget: SpeechBudget | null;
+  budget: Budget | null;
   notices: Notice[];
   announcement: string;
 }
+
+/** The speech allowance; `exhausted` once the server refused to speak for it (a few characters may be
+ * left, too few for a reply), until the allowance grows again (it was reset). */
+export type Budget = SpeechBudget & { exhausted?: boolean };
 
 export type Action =
   | { type: "opened"; maxChars?: number; budget?: SpeechBudget | null }
@@ -68,6 +72,7 @@ export type Action =
   | { type: "queued"; messageId: string; position: number | null }
   | { type: "voice_lost" }
   | { type: "budget"; budget: SpeechBudget }
+  | { type: "budget_exhausted"; site: boolean }
   | { type: "history"; messages: ChatMessage[]; older: boolean }
   | { type: "reset"; conversationId: string | null }
   | { type: "disconnected" }
@@ -165,8 +170,15 @@ export function reducer(state: ChatState, action: Action): ChatState {
       return { ...state, queued: { messageId: action.messageId, position: action.position } };
     case "voice_lost":
       return { ...state, voiceExpected: false, queued: null };
-    case "budget":
-      return { ...state, budget: action.budget };
+    case "budget": {
+      const known = state.budget;
+      const grew = !known || (action.budget.remaining_chars ?? Infinity) > (known.remaining_chars ?? Infinity);
+      return { ...state, budget: { ...action.budget, exhausted: !grew && !!known?.exhausted } };
+    }
+    case "budget_exhausted": {
+      const known = state.budget ?? { remaining_chars: null, limit_chars: null, resets_at: null, site_exhausted: false };
+      return { ...state, budget: action.site ? { ...known, site_exhausted: true } : { ...known, exhausted: true } };
+    }
     case "history": {
       // Known messages take the server's fields (a resync after a reconnect); new ones join in order. A
       // greeting shown live is stored as the conversation's first message once it exists: the stored one wins.

@@ -309,9 +309,17 @@ describe("a conversation's frames", () => {
     const h = await harness();
     const budget = { remaining_chars: 900, limit_chars: 1000, resets_at: "2030-01-01T00:00:00Z", site_exhausted: false };
     h.server.serverSends(frames.metadata("c1", { speech_budget: budget }));
-    expect(h.state.budget).toEqual(budget);
+    expect(h.state.budget).toMatchObject(budget);
     h.server.serverSends(frames.budget({ ...budget, remaining_chars: 100 }));
     expect(h.state.budget?.remaining_chars).toBe(100);
+    h.server.serverSends(frames.error("budget_exhausted")); // too little left for the next reply
+    h.server.serverSends(frames.budget({ ...budget, remaining_chars: 40 }));
+    expect(h.state.budget).toMatchObject({ remaining_chars: 40, exhausted: true });
+    expect(h.state.voiceExpected).toBe(false);
+    h.server.serverSends(frames.budget({ ...budget, remaining_chars: 1000 })); // a new day
+    expect(h.state.budget?.exhausted).toBe(false);
+    h.server.serverSends(frames.error("site_budget_exhausted"));
+    expect(h.state.budget?.site_exhausted).toBe(true);
   });
 });
 

@@ -275,6 +275,9 @@ export class Conversation {
   private error(code: string, message: string, retryAfter?: number | null): void {
     const state = this.options.state();
     if (endsVoice(code)) this.options.dispatch({ type: "voice_lost" });
+    if (code === "budget_exhausted" || code === "site_budget_exhausted") {
+      this.options.dispatch({ type: "budget_exhausted", site: code === "site_budget_exhausted" });
+    }
     this.notice(code, errorSentence(code, message, { maxChars: state.maxChars, retryAfter, resetsAt: state.budget?.resets_at }));
     // Frames are ordered: an error before the sent message's user_transcript is that message refused.
     this.giveBack();

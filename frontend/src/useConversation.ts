@@ -65,7 +65,7 @@ export function useConversation(config: ConversationConfig) {
           onResync: (id) => void loadLatest(id),
           onRefused: (text) => setRefused((last) => ({ text, serial: (last?.serial ?? 0) + 1 })),
           onSessionEnded: () => {
-            const next = encodeURIComponent(location.pathname);
+            const next = encodeURI(location.pathname); // as Django writes it: /accounts/login/?next=/c/…/
             setTimeout(() => location.assign(`${configRef.current.loginUrl}?next=${next}`), 1500); // long enough to read why
           },
           onStatus: (next) => {

@@ -38,12 +38,21 @@ def fake_vendor() -> Iterator[FakeElevenLabs]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, fake_vendor: FakeElevenLabs) -> Iterator[servers.App]:
+def app_settings() -> dict[str, str]:
+    """Settings a test module gives its app on top of the defaults below (limits, for instance)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory, fake_vendor: FakeElevenLabs, app_settings: dict[str, str]
+) -> Iterator[servers.App]:
     settings = {
         "TTS_BACKEND": "elevenlabs",
         "ELEVENLABS_API_KEY": fake_vendor.api_key,
         "ELEVENLABS_BASE_URL": fake_vendor.url,
         "DEMO_LLM_TOKENS_PER_SECOND": "200",
+        **app_settings,
     }
     with servers.daphne_app(tmp_path_factory.mktemp("browser"), **settings) as app:
         yield app
