@@ -52,6 +52,8 @@ export class Conversation {
   private openedOnce = false;
   /** Text sent and not yet confirmed by user_transcript: given back if the server refuses it. */
   private pending: string | null = null;
+  /** The running turn answers this page's own message (another tab's turns are only shown here). */
+  private ownTurn = false;
   /** Replies whose audio was asked for with Play (a `speak` frame), until their completion. */
   private speakRequests = new Set<string>();
   private status: ConnectionState = "idle";
@@ -184,6 +186,7 @@ export class Conversation {
         const event = frame.user_transcription_event;
         const ours = this.pending !== null;
         this.pending = null;
+        this.ownTurn = ours;
         if (ours) this.audio.confirmed(this.options.speak());
         this.adopt(event.conversation_id ?? this.announcedId);
         dispatch({ type: "user_message", id: event.message_id, text: event.user_transcript, voiceExpected: ours && this.audio.live, at: now() });
@@ -193,7 +196,8 @@ export class Conversation {
       case "agent_chat_response_part": {
         const part = frame.text_response_part;
         if (part.type === "start") {
-          if (this.audio.messageId === null) this.audio.reply(part.message_id);
+          if (this.ownTurn) this.audio.reply(part.message_id);
+          this.ownTurn = false;
           dispatch({ type: "reply_started", id: part.message_id, at: now() });
         } else if (part.type === "delta") {
           dispatch({ type: "reply_text", id: part.message_id, delta: part.text });
