@@ -88,7 +88,7 @@ function Budget({ budget }: { budget: SpeechBudget | null }) {
   const title = `${left.toLocaleString()} of ${budget.limit_chars?.toLocaleString()} characters of speech left${resets}. Replies past the allowance arrive as text only.`;
   return (
     <span className={`budget${used ? " empty" : share < 0.1 ? " low" : ""}`} title={title} data-remaining={left}>
-      {used ? "Speech allowance used up" : `🔊 ${left.toLocaleString()} chars left`}
+      {used ? "Speech allowance used up" : `Speech: ${left.toLocaleString()} chars left`}
       {resets}
     </span>
   );

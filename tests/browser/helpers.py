@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -29,15 +30,17 @@ def send(page: Page, text: str) -> None:
 
 def reply_to(page: Page, text: str, *, played_out: bool = True) -> Locator:
     """Send `text` and wait for its reply to be complete (and, unless told not to, to have played out)."""
-    replies = page.locator(".message.assistant")
-    before = replies.count()
+    asked = page.locator(".message.user")
+    before = asked.count()
     send(page, text)
-    expect(replies).to_have_count(before + 1)
-    reply = replies.nth(before)
+    expect(asked).to_have_count(before + 1)
+    # The bubble right after the user's message (a greeting that arrives meanwhile sits before it).
+    reply = asked.nth(before).locator("xpath=following-sibling::article[1]")
+    expect(reply).to_have_class(re.compile(r"\bassistant\b"))
     expect(reply).to_have_attribute("data-status", "complete", timeout=30000)
     if played_out:
         wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the reply to play out")
-    return reply
+    return page.locator(f'.message[data-message-id="{reply.get_attribute("data-message-id")}"]')
 
 
 def messages(page: Page) -> list[dict[str, Any]]:
