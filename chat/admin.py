@@ -17,9 +17,11 @@ from django.utils.safestring import SafeString
 
 from chat import admin_display as display
 from chat.api_keys import api_key_assign
+from chat.elevenlabs_agents import conversation_vendor_fetch, vendor_record_html
 from chat.forms import AgentAdminForm
 from chat.limits import admin as limits_admin  # noqa: F401  (registers the speech budget admin)
 from chat.models import Agent, ApiKey, Conversation, Message
+from chat.providers.base import ProviderError
 from chat.services import conversation_delete_many, message_delete_many
 
 if TYPE_CHECKING:
@@ -64,10 +66,18 @@ admin.site.enable_nav_sidebar = False
 class AgentAdmin(admin.ModelAdmin):
     form = AgentAdminForm
     list_display = ["name", "is_default", "is_active", "llm", "voice_id", "tts_model_id", "language_code"]
-    list_filter = ["is_active", "is_default"]
+    list_filter = ["is_active", "is_default", "backend"]
     search_fields = ["name", "system_prompt"]
     fieldsets = [
         ("Persona", {"fields": ["name", "system_prompt", "first_message", "is_default", "is_active"]}),
+        (
+            "Backend",
+            {
+                "fields": ["backend", "elevenlabs_agent_id"],
+                "description": "An ElevenLabs agent writes and speaks replies itself: the LLM and voice settings "
+                "below then apply only where ELEVENLABS_AGENT_OVERRIDES passes them on (docs/agents.md).",
+            },
+        ),
         ("LLM", {"fields": ["llm"]}),
         (
             "Voice",
@@ -200,11 +210,30 @@ class ConversationAdmin(admin.ModelAdmin):
     list_display = ["title_or_id", "owner", "agent", "message_count", "characters_billed", "updated_at"]
     list_filter = ["agent", MessageStatusFilter, "created_at", "updated_at"]
     search_fields = ["title", "owner__username", "messages__text"]
-    readonly_fields = ["id", "owner", "agent", "created_at", "updated_at", "speech"]
-    fields = ["id", "title", "owner", "agent", "created_at", "updated_at", "speech"]
+    fields = [
+        "id",
+        "title",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "speech",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
+    readonly_fields = [
+        "id",
+        "owner",
+        "agent",
+        "created_at",
+        "updated_at",
+        "speech",
+        "elevenlabs_conversation_id",
+        "vendor_record",
+    ]
     list_select_related = ["owner", "agent"]
     inlines = [TranscriptInline]
-    actions = ["export_json", "export_csv"]
+    actions = ["export_json", "export_csv", "fetch_elevenlabs_record"]
     date_hierarchy = "updated_at"
 
     class Media:
@@ -270,6 +299,20 @@ class ConversationAdmin(admin.ModelAdmin):
                 writer.writerow([csv_cell(cell) for cell in cells])
         # The BOM makes spreadsheet programs read the file as UTF-8.
         return _download("\ufeff" + out.getvalue(), content_type="text/csv", filename="conversations.csv")
+
+    @admin.action(description="Fetch the ElevenLabs agent transcripts, to compare")
+    def fetch_elevenlabs_record(self, request: HttpRequest, queryset: QuerySet[Conversation]) -> None:
+        fetched = 0
+        for conversation in queryset:
+            try:
+                fetched += len(conversation_vendor_fetch(conversation=conversation))
+            except ProviderError as exc:
+                self.message_user(request, f"{conversation}: {exc.message}", level=messages.ERROR)
+        self.message_user(request, f"Fetched {fetched} ElevenLabs call record(s).")
+
+    @admin.display(description="ElevenLabs record")
+    def vendor_record(self, conversation: Conversation) -> str:
+        return vendor_record_html(conversation.elevenlabs_record)
 
 
 def _shows(section: str | None, message: Message | None) -> bool:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Coroutine
 from typing import Any
 from urllib.parse import parse_qs
@@ -62,13 +64,13 @@ from chat.protocol import (
     UserMessage,
     WordTiming,
 )
+from chat.providers import ReplySession
 from chat.services import agent_get, conversation_get, message_feedback_save
 from chat.signing import TokenRefused, signed_url_verify, token_from_scope
 from chat.turns import Turn, TurnSpec
-from chat.turns.backends import output_format, reply_providers
+from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
-from chat.turns.store import playback_report_save, sweeper_ensure
-from chat.turns.turn import HEARTBEAT_SECONDS
+from chat.turns.store import playback_report_save
 
 logger = logging.getLogger(__name__)
 
@@ -80,6 +82,11 @@ GREETING_WAIT_SECONDS = 0.5
 # 3000-4999 and drops reasons; the error frame before the close says what happened on every server.
 CLOSE_REFUSED = 4003
 MAX_CONTEXT_UPDATES = 20
+SHARE_DRAIN_SECONDS = 1.0  # how long a closing socket waits to share its last frames with other tabs
+# The SDKs in voice mode send a microphone frame every 25 ms (40 a second); they are ignored unparsed
+# and count as a quarter of a frame against the rate limit, so a voice session stays well within it.
+_AUDIO_CHUNK = '{"user_audio_chunk"'
+AUDIO_CHUNK_COST = 0.25
 MAX_FEEDBACK_EVENTS = 100  # agent_response event ids remembered per socket, for `feedback`
 SUBPROTOCOL = "convai"  # @elevenlabs/client asks for it and drops a socket that does not echo it
 CLOSE_SESSION_ENDED = 4001
@@ -112,7 +119,6 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await self._shutdown()
 
     async def connect(self) -> None:
-        sweeper_ensure(interval=settings.TURN_SWEEP_SECONDS, stale_after=3 * HEARTBEAT_SECONDS)
         self.event_id = 0
         self.closed = False
         self.turn_task: asyncio.Task[Any] | None = None
@@ -125,11 +131,16 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         self.voice_id = ""
         self.responses: dict[int, str] = {}  # agent_response event_id -> message_id, for feedback
         self.token_refused: TokenRefused | None = None
+        self.reply_session: ReplySession | None = None  # an agent that writes and speaks by itself
         self.greeting_pending = False
         self.greeting_override: str | None = None
         self.greeting_shown = ""
         self.greeting_id: uuid.UUID | None = None
         self.groups_joined: list[str] = []
+        self.outbox: deque[ConversationFrame] = deque()  # frames for the conversation's other sockets
+        self.outbox_ready = asyncio.Event()
+        self.outbox_drained = asyncio.Event()
+        self.sharer: asyncio.Task[None] | None = None
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
         if not await self._authorize():
@@ -144,7 +155,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self._join_groups()
         await self.accept(self._subprotocol())
         await self._register()
-        self.output_format = output_format()
+        self.output_format = output_format(self.agent)
         await self._send_metadata()
         self.ping_task = asyncio.create_task(self._ping_forever())
         if self.conversation._state.adding and self.agent.first_message.strip():
@@ -223,15 +234,17 @@ class ConversationConsumer(AsyncWebsocketConsumer):
 
     async def _shutdown(self) -> None:
         self.closed = True
-        ping = getattr(self, "ping_task", None)
-        if ping is not None:
+        if (ping := getattr(self, "ping_task", None)) is not None:
             ping.cancel()
         if hasattr(self, "turn_task"):
             await self._cancel_turn()
+        session, self.reply_session = getattr(self, "reply_session", None), None
+        if session is not None:
+            await session.aclose()
+        await self._stop_sharing()
         groups, self.groups_joined = getattr(self, "groups_joined", []), []
         for group in groups:
             await self.channel_layer.group_discard(group, self.channel_name)
-
         if getattr(self, "registered", False):
             self.registered = False
             await socket_close(self.user_id, self.channel_name)
@@ -266,13 +279,15 @@ class ConversationConsumer(AsyncWebsocketConsumer):
     async def _receive(self, text_data: str | None, bytes_data: bytes | None) -> None:
         try:
             frame_check(len(text_data) if text_data is not None else len(bytes_data or b""))
-            self.frame_rate.take()
+            self.frame_rate.take(AUDIO_CHUNK_COST if text_data and text_data.startswith(_AUDIO_CHUNK) else 1.0)
         except Refusal as refusal:
             await self.refuse(refusal)
             return
         if text_data is None:
             await self.error("invalid_message", "Send JSON text frames; binary frames are not part of the protocol.")
             return
+        if text_data.startswith(_AUDIO_CHUNK):
+            return  # microphone audio: speech input does not exist yet
         try:
             frame = protocol.parse_client_frame(text_data)
         except FrameError as exc:
@@ -375,7 +390,8 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         started_at = time.monotonic()
         try:
             clean = message_check(text)
-            providers = reply_providers(agent=self.agent, speak=self.speak)
+            session = await self._reply_session()
+            providers = None if session is not None else reply_providers(agent=self.agent, speak=self.speak)
         except Refusal as refusal:
             await self.error(refusal.code, refusal.message)
             return
@@ -397,9 +413,12 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         )
         self.context = []
         gate = None
-        if providers.tts is not None:
-            gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
-        turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
+        if providers is None:
+            turn = Turn(spec, output=self, session=session)
+        else:
+            if providers.tts is not None:
+                gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)
+            turn = Turn(spec, output=self, llm=providers.llm, tts=providers.tts, gate=gate)
         job = self._turn_then_release(turn, gate)
         self.turn_task = asyncio.create_task(self._run_job(job), name=f"turn-{self.conversation.id}")
 
@@ -408,6 +427,20 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             await turn.run()
         finally:
             await asyncio.shield(self._turn_ended(gate))
+
+    async def _reply_session(self) -> ReplySession | None:
+        """The socket's session with the agent's own backend, made on its first message; None for LLM + TTS."""
+        if self.reply_session is None and self.agent.backend != Agent.Backend.LLM_TTS:
+            user = self.scope["user"]
+            history = await database_sync_to_async(conversation_history)(self.conversation)
+            self.reply_session = agent_session(
+                agent=self.agent,
+                user_name=user.get_username(),
+                user_id=str(user.pk),
+                history=history,
+                sample_rate=int(self.output_format.removeprefix("pcm_")),
+            )
+        return self.reply_session
 
     async def _run_job(self, job: Coroutine[Any, Any, object]) -> None:
         """Run a turn, a greeting or a Play; a bug ends it with an error frame, never the socket."""
@@ -442,6 +475,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         await self.error(refusal.code, refusal.message)
         if refusal.close_code is not None:
             await self.close(code=refusal.close_code)
+            self.closed = True  # nothing more is sent on a socket being closed; its disconnect cleans up
 
     async def _cancel_turn(self) -> None:
         """Stop the running turn and wait until it has closed its upstream requests and saved its text."""
@@ -495,11 +529,39 @@ class ConversationConsumer(AsyncWebsocketConsumer):
         return event_id
 
     async def _share(self, frame: ServerFrame) -> None:
-        try:
-            shared = shared_frame(dict(frame), origin=self.channel_name)
-            await self.channel_layer.group_send(conversation_group(self.conversation.id), shared)
-        except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
-            logger.warning("Could not share a %s frame of conversation %s", frame["type"], self.conversation.id)
+        """Queue a frame for the conversation's other sockets; the sharer task sends them in order.
+
+        Never in the turn's own task: a cancellation landing inside the channel layer's Redis call can be
+        swallowed there (redis-py), and the interrupted turn would then run on to its end.
+        """
+        self.outbox.append(shared_frame(dict(frame), origin=self.channel_name))
+        self.outbox_drained.clear()
+        self.outbox_ready.set()
+        if self.sharer is None:
+            self.sharer = asyncio.create_task(self._share_forever(), name=f"share-{self.conversation.id}")
+
+    async def _stop_sharing(self) -> None:
+        """Let the other tabs see how this socket's last turn ended (briefly), then stop the sharer."""
+        sharer, self.sharer = getattr(self, "sharer", None), None
+        if sharer is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SHARE_DRAIN_SECONDS):
+                await self.outbox_drained.wait()
+        sharer.cancel()
+        await asyncio.gather(sharer, return_exceptions=True)
+
+    async def _share_forever(self) -> None:
+        group = conversation_group(self.conversation.id)
+        while True:
+            while self.outbox:
+                try:
+                    await self.channel_layer.group_send(group, self.outbox.popleft())
+                except Exception:  # other tabs miss a frame (and reload it from the API); this turn goes on
+                    logger.warning("Could not share a frame of conversation %s", self.conversation.id)
+            self.outbox_drained.set()
+            self.outbox_ready.clear()
+            await self.outbox_ready.wait()
 
     async def audio(
         self, pcm: bytes, *, message_id: str, alignment: AlignmentPayload | None, words: list[WordTiming] | None

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django import forms
 from django.contrib.auth.forms import UserCreationForm, UsernameField
 from django.contrib.auth.models import User
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import SafeString
 
+from chat.elevenlabs_agents import VendorAgent, agent_choices
 from chat.models import Agent
 
 
@@ -18,6 +23,19 @@ class SignupForm(UserCreationForm):
         field_classes = {"username": UsernameField}
 
 
+class VendorAgentInput(forms.TextInput):
+    """A text box for an ElevenLabs agent id that suggests the account's agents (a <datalist>)."""
+
+    def __init__(self, agents: list[VendorAgent]) -> None:
+        super().__init__(attrs={"list": "elevenlabs-agents", "autocomplete": "off", "size": 40})
+        self.agents = agents
+
+    def render(self, name: str, value: Any, attrs: dict[str, Any] | None = None, renderer: Any = None) -> SafeString:
+        options = format_html_join("", '<option value="{}">{}</option>', ((a.agent_id, a.name) for a in self.agents))
+        box = super().render(name, value, attrs, renderer)
+        return format_html('{}<datalist id="elevenlabs-agents">{}</datalist>', box, options)
+
+
 class AgentAdminForm(forms.ModelForm):
     """Names the agent that already is the default, instead of a bare constraint violation."""
 
@@ -25,6 +43,8 @@ class AgentAdminForm(forms.ModelForm):
         model = Agent
         fields = [
             "name",
+            "backend",
+            "elevenlabs_agent_id",
             "system_prompt",
             "first_message",
             "is_default",
@@ -43,6 +63,19 @@ class AgentAdminForm(forms.ModelForm):
             "allow_first_message_override",
             "allow_language_override",
         ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["backend"].required = False  # a form that does not mention it keeps the agent's backend
+        field = self.fields["elevenlabs_agent_id"]
+        agents, problem = agent_choices()
+        field.widget = VendorAgentInput(agents)
+        field.help_text = f"{field.help_text} " + (
+            f"Pick one of your {len(agents)} ElevenLabs agents, or type an id." if agents else problem
+        )
+
+    def clean_backend(self) -> str:
+        return str(self.cleaned_data.get("backend") or self.instance.backend or Agent.Backend.LLM_TTS)
 
     def clean_is_default(self) -> bool:
         is_default: bool = self.cleaned_data["is_default"]

@@ -23,8 +23,24 @@ def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
 class Agent(models.Model):
     """What an operator configures: persona, LLM and voice. The self-hosted ElevenLabs agent."""
 
+    class Backend(models.TextChoices):
+        LLM_TTS = "llm_tts", "LLM + ElevenLabs TTS"
+        ELEVENLABS_AGENT = "elevenlabs_agent", "ElevenLabs agent"
+
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
     name = models.CharField(max_length=100)
+    backend = models.CharField(
+        max_length=20,
+        choices=Backend.choices,
+        default=Backend.LLM_TTS,
+        help_text="Who writes and speaks the replies: voicechat's LLM and TTS, or an agent built on ElevenLabs.",
+    )
+    elevenlabs_agent_id = models.CharField(
+        "ElevenLabs agent id",
+        max_length=100,
+        blank=True,
+        help_text="The vendor's agent_id (agent_…), for the ElevenLabs agent backend.",
+    )
     system_prompt = models.TextField(blank=True)
     first_message = models.TextField(blank=True, help_text="Spoken when a conversation opens; optional.")
     llm = models.CharField(
@@ -80,6 +96,8 @@ class Agent(models.Model):
             2 <= len(self.language_code) <= 3 and self.language_code.isalpha() and self.language_code.islower()
         ):
             raise ValidationError({"language_code": "Use a lower-case ISO 639-1 code such as en, de or fr."})
+        if self.backend == self.Backend.ELEVENLABS_AGENT and not self.elevenlabs_agent_id.strip():
+            raise ValidationError({"elevenlabs_agent_id": "The ElevenLabs agent backend needs the vendor's agent id."})
         if self.llm and self.llm not in settings.LLM_PROVIDERS:
             known = ", ".join(settings.LLM_PROVIDERS)
             raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
@@ -97,6 +115,18 @@ class Conversation(models.Model):
     title = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+    elevenlabs_conversation_id = models.CharField(
+        "ElevenLabs conversation id",
+        max_length=100,
+        blank=True,
+        help_text="The vendor's id of the latest call behind this conversation (ElevenLabs agent backend).",
+    )
+    elevenlabs_record = models.JSONField(
+        "ElevenLabs record",
+        default=dict,
+        blank=True,
+        help_text="Transcripts and metadata fetched from ElevenLabs, by vendor conversation id, for comparison.",
+    )
 
     class Meta:
         ordering = ["-updated_at"]
@@ -185,7 +215,18 @@ class Message(models.Model):
     tts_characters = models.PositiveIntegerField(
         "TTS characters billed", default=0, help_text="Characters billed by the TTS vendor."
     )
-    tts_request_ids = models.JSONField("TTS request IDs", default=list, blank=True)
+    tts_request_ids = models.JSONField(
+        "TTS request IDs",
+        default=list,
+        blank=True,
+        help_text="The vendor's request ids; for an ElevenLabs agent, its conversation id.",
+    )
+    call_seconds = models.FloatField(
+        "agent call seconds",
+        null=True,
+        blank=True,
+        help_text="ElevenLabs agent call time this reply accounts for (billed per minute).",
+    )
 
     llm_first_token_ms = models.PositiveIntegerField(
         "LLM first token (ms)",

@@ -7,12 +7,17 @@ import wave
 from pathlib import Path
 
 import pytest
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.files.base import ContentFile
 
 from chat.models import Agent, Conversation, Message
 
 pytest_plugins = ["tests.fakes.fixtures"]
+
+# Before any test module imports voicechat.asgi: no sweeper thread in the test process, whose rows the
+# tests own. The sweeper is tested directly and in real server processes (tests/test_multiprocess.py).
+settings.TURN_SWEEP_SECONDS = 0
 
 User = get_user_model()
 PASSWORD = "correct-horse-battery-staple"

@@ -116,6 +116,7 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
     form_page = admin_client.get("/admin/chat/agent/add/").content.decode()
     assert re.findall(r'class="fieldset-heading">([^<]+)</h2>', form_page) == [
         "Persona",
+        "Backend",
         "LLM",
         "Voice",
         "Client overrides",

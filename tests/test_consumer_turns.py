@@ -340,3 +340,21 @@ def test_the_fake_is_deterministic() -> None:
     assert pcm_for("Hello.", 24000) == pcm_for("Hello.", 24000)
     assert len(pcm_for("Hello.", 24000)) == 2 * (6 * 60 * 24)
     assert isinstance(FakeElevenLabs().url, str)
+
+
+async def test_it_speaks_in_the_agents_own_output_format(user, conversation, elevenlabs_settings) -> None:
+    agent = conversation.agent
+    agent.output_format = "pcm_16000"  # what the Python SDK's default audio interface plays
+    await agent.asave()
+    communicator, connected = await connect(user, query=f"conversation_id={conversation.id}")
+    assert connected
+    meta = (await communicator.receive_json_from())["conversation_initiation_metadata_event"]
+    await send(communicator, {"type": "user_message", "text": QUESTION})
+    log = await receive_until(communicator)
+    await communicator.disconnect()
+    assert meta["agent_output_audio_format"] == "pcm_16000"
+    assert {r.query["output_format"] for r in elevenlabs_settings.tts_requests()} == {"pcm_16000"}
+    reply = await Message.objects.aget(pk=log.of("agent_response_complete")[0]["message_id"])
+    assert reply.audio_format == "pcm_16000"
+    with reply.audio.open("rb") as stored, wave.open(stored, "rb") as wav:
+        assert wav.getframerate() == 16000

@@ -35,6 +35,19 @@ def test_it_lets_a_burst_through_then_refuses_until_tokens_refill() -> None:
     assert refusal_of(rate) is not None
 
 
+def test_it_lets_a_voice_sdks_microphone_frames_through_at_a_quarter_of_the_cost(settings) -> None:
+    clock = Clock()
+    rate = FrameRate(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST, clock=clock)
+    for _ in range(400):  # ten seconds of @elevenlabs/client voice mode: a chunk every 25 ms
+        rate.take(0.25)
+        clock.now += 0.025
+    for _ in range(10):
+        rate.take(1.0)  # and the user's own frames still fit beside them
+    with pytest.raises(Refusal):
+        for _ in range(1000):
+            rate.take(0.25)  # a flood of them does not
+
+
 def test_it_never_saves_up_more_than_a_burst() -> None:
     clock = Clock()
     rate = FrameRate(10.0, 2, clock=clock)

@@ -133,11 +133,16 @@ async def test_it_refunds_the_unspoken_chunks_of_an_interrupted_reply(user, agen
     await send(communicator, {"type": "user_message", "text": QUESTION})
     await receive_until(communicator, "audio")
     await send(communicator, {"type": "interrupt"})
-    await receive_until(communicator)
+    log = await receive_until(communicator)
     await communicator.disconnect()
 
     billed = sum(len(r.body["text"]) for r in elevenlabs_settings.tts_requests())
-    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert log.of("budget")[0]["remaining_chars"] == 20_000 - billed  # told at once, without waiting for the books
+    for _ in range(250):  # an interruption books in the background
+        usage = await SpeechUsage.objects.aget(user=user, period="day")
+        if usage.characters == billed:
+            break
+        await asyncio.sleep(0.02)
     assert usage.characters == billed  # started requests are billed; the held look-ahead is given back
 
 

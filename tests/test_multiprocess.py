@@ -198,11 +198,6 @@ async def test_it_shows_a_message_sent_in_a_tab_on_one_process_in_a_tab_on_the_o
             assert [f["type"] for f in tab_on_a.seen].count("user_transcript") == 2  # one per turn it sent
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the sweep starts with a process's first WebSocket (chat/turns/store.py sweeper_ensure), not at start-up: "
-    "neither the survivor nor the restarted process, with no socket, ever sweeps",
-)
 async def test_it_closes_a_reply_left_by_a_killed_process_keeping_its_text(
     services: tuple[str, str], vendor: FakeElevenLabs, s3: servers.S3, tmp_path: Path, http: aiohttp.ClientSession
 ) -> None:

@@ -21,3 +21,11 @@ application = ProtocolTypeRouter(
         "websocket": OriginCheckUnlessSigned(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )
+
+# Every server process closes replies a crashed process left `streaming`, from its start (chat/turns/store.py).
+from django.conf import settings  # noqa: E402
+
+from chat.turns.store import sweeper_start  # noqa: E402
+from chat.turns.turn import HEARTBEAT_SECONDS  # noqa: E402
+
+sweeper_start(interval=settings.TURN_SWEEP_SECONDS, stale_after=3 * HEARTBEAT_SECONDS)

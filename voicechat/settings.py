@@ -420,6 +420,25 @@ ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
 SIGNED_URL_MAX_AGE = env_int("SIGNED_URL_MAX_AGE", 900, minimum=10)
 # Most API keys (xi-api-key) one user may hold at a time.
 MAX_API_KEYS_PER_USER = env_int("MAX_API_KEYS_PER_USER", 10, minimum=1)
+# ElevenLabs Agents as a reply backend (an agent whose backend is elevenlabs_agent; docs/agents.md).
+ELEVENLABS_AGENT_OVERRIDES = env_list("ELEVENLABS_AGENT_OVERRIDES", [])
+_AGENT_OVERRIDES = ("agent.language", "agent.first_message", "agent.prompt.prompt", "tts.voice_id")
+if unknown_overrides := sorted(set(ELEVENLABS_AGENT_OVERRIDES) - set(_AGENT_OVERRIDES)):
+    raise ImproperlyConfigured(
+        f"ELEVENLABS_AGENT_OVERRIDES names unknown overrides {unknown_overrides}; use {', '.join(_AGENT_OVERRIDES)}."
+    )
+ELEVENLABS_AGENT_IDLE_SECONDS = env_float("ELEVENLABS_AGENT_IDLE_SECONDS", 120.0, minimum=1.0)
+ELEVENLABS_AGENT_KEEPALIVE_SECONDS = env_float("ELEVENLABS_AGENT_KEEPALIVE_SECONDS", 25.0, minimum=1.0)
+if ELEVENLABS_AGENT_KEEPALIVE_SECONDS >= 60:
+    raise ImproperlyConfigured(
+        f"ELEVENLABS_AGENT_KEEPALIVE_SECONDS={ELEVENLABS_AGENT_KEEPALIVE_SECONDS:g} must be under 60: "
+        "ElevenLabs ends a call after 60 s without user activity."
+    )
+ELEVENLABS_AGENT_RESPONSE_TIMEOUT = env_float("ELEVENLABS_AGENT_RESPONSE_TIMEOUT", 20.0, minimum=0.1)
+ELEVENLABS_AGENT_STALL_SECONDS = env_float("ELEVENLABS_AGENT_STALL_SECONDS", 10.0, minimum=0.1)
+ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS = env_float("ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS", 1.0, minimum=0.05)
+ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS = env_float("ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS", 1.0, minimum=0.0)
+ELEVENLABS_AGENT_HISTORY_CHARS = env_int("ELEVENLABS_AGENT_HISTORY_CHARS", 4000, minimum=0)
 
 OPENAI_BASE_URL = env_str("OPENAI_BASE_URL", "https://api.openai.com/v1")
 OPENAI_API_KEY = env_str("OPENAI_API_KEY", "")
@@ -452,6 +471,29 @@ LLM_PROVIDERS: dict[str, dict[str, Any]] = {
             "api_key": OPENAI_API_KEY,
             "model": OPENAI_MODEL,
             "timeout": OPENAI_TIMEOUT,
+        },
+    },
+}
+
+# Whole-reply backends, by the alias an Agent's `backend` names. The per-conversation values (the
+# vendor agent id, overrides, user, history) are added to OPTIONS by chat.providers.reply_session().
+REPLY_PROVIDERS: dict[str, dict[str, Any]] = {
+    "elevenlabs_agent": {
+        "BACKEND": "chat.providers.elevenlabs_agent.ElevenLabsAgentSession",
+        "OPTIONS": {
+            "api_key": ELEVENLABS_API_KEY,
+            "base_url": ELEVENLABS_BASE_URL,
+            "sample_rate": int(ELEVENLABS_OUTPUT_FORMAT[4:]),
+            "allowed_overrides": ELEVENLABS_AGENT_OVERRIDES,
+            "idle_seconds": ELEVENLABS_AGENT_IDLE_SECONDS,
+            "keepalive_seconds": ELEVENLABS_AGENT_KEEPALIVE_SECONDS,
+            "connect_timeout": ELEVENLABS_TIMEOUT,
+            "response_timeout": ELEVENLABS_AGENT_RESPONSE_TIMEOUT,
+            "stall_seconds": ELEVENLABS_AGENT_STALL_SECONDS,
+            "audio_settle_seconds": ELEVENLABS_AGENT_AUDIO_SETTLE_SECONDS,
+            "interrupt_grace_seconds": ELEVENLABS_AGENT_INTERRUPT_GRACE_SECONDS,
+            "history_chars": ELEVENLABS_AGENT_HISTORY_CHARS,
+            "max_retries": ELEVENLABS_MAX_RETRIES,
         },
     },
 }
@@ -512,5 +554,10 @@ LOGGING: dict[str, Any] = {
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     # httpx logs full request URLs at INFO; keep vendor chatter out of the app's log.
-    "loggers": {"httpx": {"level": "WARNING"}, "httpcore": {"level": "WARNING"}},
+    "loggers": {
+        "httpx": {"level": "WARNING"},
+        "httpcore": {"level": "WARNING"},
+        # Frame-by-frame chatter of the ElevenLabs agent socket (signatures are redacted there anyway).
+        "chat.providers.elevenlabs_agent.socket": {"level": "WARNING"},
+    },
 }

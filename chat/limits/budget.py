@@ -18,7 +18,7 @@ import asyncio
 import random
 import time as clock
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from functools import partial
 from typing import ParamSpec, TypeVar
@@ -79,6 +79,12 @@ class BudgetView:
     def exhausted(self) -> bool:
         return self.site_exhausted or self.remaining_chars == 0
 
+    def give_back(self, chars: int) -> BudgetView:
+        """This view with `chars` returned to the binding allowance (taken from it when negative)."""
+        if self.remaining_chars is None or self.limit_chars is None:
+            return self
+        return replace(self, remaining_chars=min(self.limit_chars, max(0, self.remaining_chars + chars)))
+
     def as_payload(self) -> SpeechBudget:
         return {
             "remaining_chars": self.remaining_chars,
@@ -101,6 +107,7 @@ class Reservation:
     user_id: int
     characters: int
     day: date
+    view: BudgetView | None = field(default=None, compare=False)  # what was left just after reserving
     settled: bool = field(default=False, compare=False)
 
     async def settle(self, billed_chars: int, *, request_id: str = "") -> None:
@@ -190,7 +197,7 @@ def _reserve(user_id: int, chars: int) -> Reservation:
     except _OverLimit as over:
         _mark_limited(user_id, over, today)
         raise _refusal(over, today) from None
-    return Reservation(user_id, chars, today)
+    return Reservation(user_id, chars, today, view=_view(user_id, allowance, today))
 
 
 def _mark_limited(user_id: int, over: _OverLimit, today: date) -> None:
@@ -235,7 +242,10 @@ def _settle_async(reservation: Reservation, billed: int, request_id: str) -> Non
 
 def speech_budget_now(user_id: int) -> BudgetView:
     """The synchronous `speech_budget`, for views."""
-    today = timezone.localdate()
+    return _view(user_id, _allowance(user_id), timezone.localdate())
+
+
+def _view(user_id: int, allowance: _Allowance, today: date) -> BudgetView:
     month = today.replace(day=1)
     used = dict(
         SpeechUsage.objects.filter(
@@ -244,7 +254,6 @@ def speech_budget_now(user_id: int) -> BudgetView:
     )
     site_cap = _site_cap()
     site_used = SiteSpeechUsage.objects.filter(day=today).values_list("characters", flat=True).first() or 0
-    allowance = _allowance(user_id)
     windows = [
         (max(0, limit - used.get(period, 0)), limit, resets_at)
         for period, limit, resets_at in (

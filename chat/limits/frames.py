@@ -44,17 +44,17 @@ class FrameRate:
     def from_settings(cls) -> FrameRate:
         return cls(settings.WS_FRAMES_PER_SECOND, settings.WS_FRAME_BURST)
 
-    def take(self) -> None:
-        """Count one frame; raise Refusal when it is over the rate."""
+    def take(self, cost: float = 1.0) -> None:
+        """Count one frame (a cheap one costs less); raise Refusal when it is over the rate."""
         now = self.clock()
         self.tokens = min(float(self.burst), self.tokens + (now - self.updated) * self.rate)
         self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
+        if self.tokens >= cost:
+            self.tokens -= cost
             self.refused_in_a_row = 0
             return
         self.refused_in_a_row += 1
-        wait = math.ceil((1.0 - self.tokens) / self.rate * 10) / 10
+        wait = math.ceil((cost - self.tokens) / self.rate * 10) / 10
         if self.refused_in_a_row > self.burst:
             raise Refusal(
                 "rate_limited",

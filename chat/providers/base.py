@@ -127,8 +127,19 @@ class Correction:
 ReplyEvent = TextDelta | AudioPart | Correction
 
 
+@dataclass(frozen=True)
+class ReplyUsage:
+    """What a whole-reply backend billed for its last reply, for the message's record."""
+
+    characters: int = 0  # characters of speech the vendor spoke
+    call_seconds: float | None = None  # vendor call time the reply accounts for (agents bill per minute)
+    vendor_ids: tuple[str, ...] = ()  # the vendor's ids for it (an agent's conversation id)
+
+
 class ReplySession(ABC):
     """One open conversation's connection to a backend that writes and speaks whole replies."""
+
+    name: str = ""  # recorded as the reply's backend
 
     @property
     @abstractmethod
@@ -146,3 +157,7 @@ class ReplySession(ABC):
     @abstractmethod
     async def aclose(self) -> None:
         """Close the upstream connection."""
+
+    def usage(self) -> ReplyUsage:
+        """What the last reply billed; backends that know override this."""
+        return ReplyUsage()

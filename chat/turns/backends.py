@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from django.core.exceptions import ImproperlyConfigured
 
 from chat.limits import Refusal
-from chat.models import Agent
-from chat.providers import LLMProvider, TTSProvider, llm_provider, tts_provider
+from chat.models import Agent, Conversation, Message
+from chat.providers import LLMProvider, ReplySession, TTSProvider, llm_provider, reply_session, tts_provider
+from chat.providers.base import ChatMessage
 
 logger = logging.getLogger(__name__)
 
@@ -32,7 +33,7 @@ def reply_providers(*, agent: Agent, speak: bool) -> ReplyProviders:
     tts: TTSProvider | None = None
     if speak:
         try:
-            tts = tts_provider()
+            tts = tts_provider(output_format=agent.output_format)
         except ImproperlyConfigured as exc:
             logger.error("TTS provider configuration error: %s", exc)
             raise Refusal(
@@ -41,9 +42,56 @@ def reply_providers(*, agent: Agent, speak: bool) -> ReplyProviders:
     return ReplyProviders(llm=llm, tts=tts)
 
 
-def output_format() -> str:
-    """The PCM format replies are spoken in (what the metadata announces)."""
+def agent_session(
+    *, agent: Agent, user_name: str, user_id: str, history: list[ChatMessage], sample_rate: int
+) -> ReplySession | None:
+    """The whole-reply session of an agent whose backend writes and speaks by itself, or None (LLM + TTS).
+
+    One per socket: it keeps the vendor's call open between turns. Misconfiguration is a Refusal.
+    """
+    if agent.backend == Agent.Backend.LLM_TTS:
+        return None
     try:
-        return tts_provider().output_format
+        return reply_session(
+            agent.backend,
+            agent_id=agent.elevenlabs_agent_id,
+            sample_rate=sample_rate,
+            language=agent.language_code,
+            first_message="",  # voicechat greets (or not); the vendor must not greet on every call
+            prompt=agent.system_prompt,
+            voice_id=agent.voice_id,
+            dynamic_variables={"user_name": user_name},
+            user_id=user_id,
+            history=history,
+        )
+    except (ImproperlyConfigured, ValueError) as exc:
+        logger.error("Reply backend configuration error for agent %s: %s", agent.pk, exc)
+        raise Refusal(
+            "agent_unavailable", "The assistant's ElevenLabs agent is misconfigured; an operator has to fix it."
+        ) from None
+
+
+def conversation_history(conversation: Conversation) -> list[ChatMessage]:
+    """What was said so far (no system prompt), for a backend that keeps its own conversation state."""
+    if conversation._state.adding:
+        return []
+    rows = (
+        Message.objects.filter(
+            conversation=conversation, status__in=(Message.Status.COMPLETE, Message.Status.INTERRUPTED)
+        )
+        .exclude(text="")
+        .order_by("created_at")
+        .values_list("role", "text")
+    )
+    return [ChatMessage(role=role, content=text) for role, text in rows]
+
+
+def output_format(agent: Agent) -> str:
+    """The PCM format `agent`'s replies are spoken in (what the metadata announces, what is stored).
+
+    An ElevenLabs agent backend is resampled to it; the LLM + TTS backend asks the TTS for it.
+    """
+    try:
+        return tts_provider(output_format=agent.output_format).output_format
     except ImproperlyConfigured:
-        return "pcm_24000"
+        return agent.reply_output_format

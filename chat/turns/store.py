@@ -6,10 +6,9 @@ about once a second while it streams, never per audio chunk.
 
 from __future__ import annotations
 
-import asyncio
 import logging
+import threading
 import uuid
-import weakref
 from dataclasses import dataclass, field
 from datetime import timedelta
 from functools import partial
@@ -18,7 +17,7 @@ from channels.db import database_sync_to_async
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.base import ContentFile
-from django.db import transaction
+from django.db import close_old_connections, transaction
 from django.utils import timezone
 
 from chat.models import Agent, Conversation, Message
@@ -50,6 +49,7 @@ class TurnRecord:
     first_audio_sent_ms: int | None = None
     tts_characters: int = 0
     tts_request_ids: list[str] = field(default_factory=list)
+    call_seconds: float | None = None  # vendor agent call time (ElevenLabs agent backend)
     words: list[WordTiming] = field(default_factory=list)
     heard_text: str = ""
     error_code: str = ""
@@ -160,6 +160,7 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
         setattr(message, name, getattr(record, name))
     message.tts_characters = record.tts_characters
     message.tts_request_ids = record.tts_request_ids
+    message.call_seconds = record.call_seconds
     message.tts_backend = record.tts_backend
     message.words = [list(word) for word in record.words]
     message.heard_text = record.heard_text
@@ -171,7 +172,10 @@ def turn_finish(*, message: Message, text: str, status: str, record: TurnRecord,
     else:
         audio.close()
     message.save()
-    Conversation.objects.filter(pk=message.conversation_id).update(updated_at=timezone.now())
+    changes: dict[str, object] = {"updated_at": timezone.now()}
+    if record.tts_backend == Agent.Backend.ELEVENLABS_AGENT and record.tts_request_ids:
+        changes["elevenlabs_conversation_id"] = record.tts_request_ids[-1]  # the vendor call, for the admin
+    Conversation.objects.filter(pk=message.conversation_id).update(**changes)
 
 
 def _audio_status(record: TurnRecord, size: int) -> str:
@@ -224,27 +228,50 @@ def heard_text_at(text: str, words: list[list[int]], heard_ms: int) -> str:
     return text[:end].rstrip()
 
 
-# One sweeper per event loop (process): started by the first connection, it runs every
-# TURN_SWEEP_SECONDS, so a reply orphaned by a dead process is closed within stale + interval seconds.
-_sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Task[None]] = weakref.WeakKeyDictionary()
+# A Play (on-demand speech) claims its reply with audio_status `pending`; a process that died mid-Play
+# leaves that claim, which this long after it is released so the reply can be played again.
+PLAY_CLAIM_SECONDS = 600.0
 
 
-def sweeper_ensure(*, interval: float, stale_after: float) -> None:
-    """Start this process's sweeper unless it runs already (interval 0: never)."""
-    loop = asyncio.get_running_loop()
-    if interval <= 0 or (loop in _sweepers and not _sweepers[loop].done()):
-        return
-    _sweepers[loop] = loop.create_task(_sweep_forever(interval, stale_after), name="turn-sweeper")
+def audio_claims_sweep() -> int:
+    cutoff = timezone.now() - timedelta(seconds=PLAY_CLAIM_SECONDS)
+    return Message.objects.filter(audio_status=Message.AudioStatus.PENDING, heartbeat_at__lt=cutoff).update(
+        audio_status=Message.AudioStatus.NONE, heartbeat_at=None
+    )
 
 
-async def _sweep_forever(interval: float, stale_after: float) -> None:
-    sweep = turn_database_call(turns_sweep)
+_sweeper_lock = threading.Lock()
+_sweeper: threading.Thread | None = None
+
+
+def sweeper_start(*, interval: float, stale_after: float) -> None:
+    """Start this process's sweeper (once; interval 0: never): at start-up, then every `interval` seconds.
+
+    A thread, not a task: it must run in a process that has no connection yet — the one that replaced a
+    crashed server, or its neighbour — so a reply orphaned by a dead process is closed within
+    `stale_after + interval` seconds whether anybody is connected or not.
+    """
+    global _sweeper
+    with _sweeper_lock:
+        if interval <= 0 or (_sweeper is not None and _sweeper.is_alive()):
+            return
+        _sweeper = threading.Thread(
+            target=_sweep_forever, args=(interval, stale_after), name="turn-sweeper", daemon=True
+        )
+        _sweeper.start()
+
+
+def _sweep_forever(interval: float, stale_after: float) -> None:
+    pause = threading.Event()
     while True:
         try:
-            closed = await sweep(stale_after=stale_after)
+            closed = turns_sweep(stale_after=stale_after)
+            audio_claims_sweep()
         except Exception:  # a database hiccup must not end the sweeping for good
             logger.exception("Sweeping orphaned replies failed")
         else:
             if closed:
                 logger.warning("Closed %d replies left streaming by a stopped process", closed)
-        await asyncio.sleep(interval)
+        finally:
+            close_old_connections()
+        pause.wait(interval)

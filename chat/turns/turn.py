@@ -106,7 +106,7 @@ class Turn:
     @staticmethod
     def _backend_name(tts: TTSProvider | None, session: ReplySession | None) -> str:
         if session is not None:
-            return type(session).__name__
+            return session.name or type(session).__name__
         return tts.name if tts else ""
 
     @property
@@ -292,6 +292,8 @@ class Turn:
             raise
 
     async def _session_audio(self, pcm: bytes, alignment: Alignment | None, spoken: str) -> None:
+        if not self.spec.speak:
+            return  # the listener turned speech off; the vendor agent speaks regardless
         chunk = SpeechChunk(spoken, (-1,) * len(spoken))  # the vendor's own text: no display offsets known
         offset = self.audio.size
         if alignment is not None:
@@ -387,6 +389,11 @@ class Turn:
             self.record.tts_characters += receipt.characters
             if receipt.request_id:
                 self.record.tts_request_ids.append(receipt.request_id)
+        if self.session is not None:
+            usage = self.session.usage()
+            self.record.tts_characters += usage.characters
+            self.record.tts_request_ids.extend(usage.vendor_ids)
+            self.record.call_seconds = usage.call_seconds
         self.record.words = self.timing.words
         await turn_finish(message=self.message, text=self.text, status=status, record=self.record, audio=self.audio)
 

@@ -60,12 +60,12 @@ class Bench:
 
 
 # --- the setup ------------------------------------------------------------------------------------
-def setup_django(workdir: Path) -> None:
+def setup_django(workdir: Path, database_url: str) -> None:
     """Django in this process, on the benchmark's own database: users and sessions are made here."""
     os.environ.update(
         DEBUG="true",
         SECRET_KEY=secrets.token_urlsafe(50),
-        DATABASE_URL=f"sqlite:///{workdir / 'db.sqlite3'}",
+        DATABASE_URL=database_url,
         MEDIA_ROOT=str(workdir / "media"),
         REDIS_URL=os.environ.get("BENCH_REDIS_URL", ""),
         DJANGO_SETTINGS_MODULE="voicechat.settings",
@@ -110,6 +110,12 @@ def server_env(vendor_url: str, tokens_per_second: float) -> dict[str, str]:
         "SESSION_COOKIE_SECURE": "false",
         "CSRF_COOKIE_SECURE": "false",
         "SECURE_HSTS_SECONDS": "0",
+        # The load is the point: no speech budget, socket cap or frame limit may refuse it.
+        "SPEECH_DAILY_CHARS": "0",
+        "SPEECH_MONTHLY_CHARS": "0",
+        "SPEECH_SITE_DAILY_CHARS": "0",
+        "MAX_SOCKETS_PER_USER": "1000",
+        "DATABASE_URL": os.environ["DATABASE_URL"],
     }
 
 
@@ -170,6 +176,33 @@ def run_level(bench: Bench, clients: int, duration: float = 0.0, *, rss_interval
     }
 
 
+def run_fairness(bench: Bench, sockets: int, others: int) -> dict[str, Any]:
+    """Others' time to first audio while one user takes turns on `sockets` sockets, against the quiet case.
+
+    The heavy user's sockets keep sending (each new message replaces that user's running turn: one turn
+    per user); the others arrive meanwhile and take one turn each.
+    """
+    quiet = run_level(bench, others)
+    heavy_cookie, other_cookies = bench.cookies[-1], bench.cookies[:others]
+    procs.fake_reset(bench.vendor_url)
+    spec: dict[str, Any] = {"urls": bench.urls, "message": MESSAGE, "binary": bench.binary}
+    heavy = {**spec, "cookies": [heavy_cookie] * sockets, "stagger": 0.5, "until": time.monotonic() + 40}
+    with procs.clients_in_background(heavy):
+        time.sleep(3)  # the heavy user is streaming before the others arrive
+        busy = procs.run_clients({**spec, "cookies": other_cookies, "stagger": max(1.0, others / bench.arrival_rate)})
+    loaded = summarize(others, busy["turns"], bench.ideal)
+    ratio = loaded["ttfa_ms"]["50"] / quiet["ttfa_ms"]["50"] if quiet["ttfa_ms"]["50"] else None
+    return {
+        "sockets": sockets,
+        "others": others,
+        "quiet_ttfa_ms": quiet["ttfa_ms"],
+        "loaded_ttfa_ms": loaded["ttfa_ms"],
+        "ttfa_p50_ratio": round(ratio, 2) if ratio else None,
+        "loaded_errors": loaded["errors"],
+        "loaded_incomplete": loaded["incomplete"],
+    }
+
+
 def run_soak(bench: Bench, seconds: float, clients: int) -> dict[str, Any]:
     """`clients` conversations taking turns back to back for `seconds`; the server's RSS slope in KB/min."""
     row = run_level(bench, clients, seconds, rss_interval=5.0)
@@ -197,6 +230,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--baseline-clients", type=int, default=1)
     parser.add_argument("--arrival-rate", type=float, default=20.0, help="new conversations per second in a level")
     parser.add_argument("--binary", action="store_true", help="binary audio frames (our page) instead of JSON")
+    parser.add_argument(
+        "--database",
+        choices=("auto", "sqlite", "postgres"),
+        default="auto",
+        help="auto: SQLite for one process, PostgreSQL (127.0.0.1:5432, a throw-away database) for more",
+    )
+    parser.add_argument(
+        "--server-env", action="append", default=[], metavar="NAME=VALUE", help="extra server setting (repeatable)"
+    )
+    parser.add_argument(
+        "--fairness",
+        default="",
+        metavar="SOCKETS,OTHERS",
+        help="also run one user on SOCKETS sockets taking turns while OTHERS users take one turn each",
+    )
+    parser.add_argument("--skip-ladder", action="store_true", help="only the extra scenarios and the baseline")
     return parser.parse_args()
 
 
@@ -205,14 +254,14 @@ def progress(name: str, row: dict[str, Any]) -> None:
     print(f"{name}: {json.dumps(shown)}", file=sys.stderr, flush=True)
 
 
-def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    ladder = [int(n) for n in args.ladder.split(",") if n.strip()]
-    setup_django(workdir)
+def run_all(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[str, Any]:
+    ladder = [] if args.skip_ladder else [int(n) for n in args.ladder.split(",") if n.strip()]
+    setup_django(workdir, database_url)
     cookies = make_cookies(max([*ladder, args.soak_clients, args.baseline_clients, 100]), "bench")
     report: dict[str, Any] = {"levels": [], "soak": None}
     ideal_llm, token_s = ideal_llm_seconds(args.tokens_per_second), 1 / args.tokens_per_second
     with procs.fake_vendor(args.first_byte_ms) as (vendor_url, vendor_pid):
-        env = server_env(vendor_url, args.tokens_per_second)
+        env = server_env(vendor_url, args.tokens_per_second) | dict(kv.split("=", 1) for kv in args.server_env)
 
         def bench_for(urls: list[str], pids: list[int]) -> Bench:
             first_byte = args.first_byte_ms / 1000
@@ -230,6 +279,10 @@ def run_all(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
             if args.soak:
                 report["soak"] = run_soak(bench, args.soak, args.soak_clients)
                 progress("soak", report["soak"])
+            if args.fairness:
+                sockets, others = (int(n) for n in args.fairness.split(","))
+                report["fairness"] = run_fairness(bench, sockets, others)
+                progress("fairness", report["fairness"])
         with procs.app_servers({**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server) as (urls, pids):
             baseline = bench_for(urls, pids)
             run_level(baseline, 1)
@@ -253,8 +306,10 @@ def machine() -> dict[str, Any]:
 def main() -> None:
     args = parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="voicechat-bench-"))
+    postgres = args.database == "postgres" or (args.database == "auto" and args.processes > 1)
     try:
-        report = run_all(args, workdir)
+        with procs.bench_database(workdir, postgres=postgres) as database_url:
+            report = run_all(args, workdir, database_url)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report |= {"machine": machine(), "settings": vars(args), "when": datetime.now(UTC).isoformat(timespec="seconds")}

@@ -143,6 +143,47 @@ def app_servers(env: dict[str, str], processes: int, server: str) -> Iterator[tu
         yield [url for url, _ in started], [pid for _, pid in started]
 
 
+@contextmanager
+def bench_database(workdir: Path, *, postgres: bool) -> Iterator[str]:
+    """A fresh database for one run: SQLite in the work directory, or a throw-away PostgreSQL database."""
+    if not postgres:
+        yield f"sqlite:///{workdir / 'db.sqlite3'}"
+        return
+    import psycopg
+
+    server = os.environ.get("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432")
+    name = f"voicechat_bench_{os.getpid()}"
+    with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{server}/{name}"
+    finally:
+        with psycopg.connect(f"{server}/postgres", autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextmanager
+def clients_in_background(spec: dict[str, Any]) -> Iterator[None]:
+    """The load generator running beside the measured one; stopped (its results dropped) on exit."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tests.bench.client"],
+        cwd=servers.ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdin is not None
+    process.stdin.write(json.dumps(spec) + "\n")
+    process.stdin.flush()
+    try:
+        yield
+    finally:
+        process.terminate()
+        process.wait(30)
+
+
 def run_clients(spec: dict[str, Any]) -> dict[str, Any]:
     """Run the load generator in its own process; returns {"turns": [...], "cpu_s": ...}."""
     done = subprocess.run(

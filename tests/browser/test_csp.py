@@ -64,7 +64,7 @@ def test_it_sends_the_policies_and_the_chat_page_runs_under_them(context: Browse
     while page.evaluate("window.__voicechat.player.samplesPlayed") == 0:  # the AudioWorklet module: script-src
         assert time.monotonic() < deadline, "no audio played"
         time.sleep(0.05)
-    replay = page.get_by_role("button", name="Replay").last
+    replay = page.locator(".message.assistant").last.get_by_role("button", name="Replay this reply")
     expect(replay).to_be_enabled(timeout=40000)  # the stored WAV, fetched from the audio endpoint
     replay.click()
     time.sleep(0.5)

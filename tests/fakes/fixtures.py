@@ -5,6 +5,8 @@
 * `fake_elevenlabs_thread` — the same in a background thread with its own loop (sync tests, subprocesses).
 * `elevenlabs_settings` — TTS_BACKEND="elevenlabs", its OPTIONS pointed at `fake_elevenlabs` (api_key,
   base_url), timeout 1 s, retry_base_delay 0.01 s; returns the fake.
+* `fake_agents` — an in-process FakeElevenLabsAgents (signed URLs, the convai socket, transcripts) pinging
+  every 50 ms; `fake_agents_thread` the same in a background thread.
 * `fake_openai`, `fake_openai_thread`, `openai_settings` — the same for the OpenAI-compatible LLM
   (LLM_BACKEND="openai", base_url `fake.url + "/v1"`, model "fake-1"); `openai_settings` returns the fake.
 
@@ -20,6 +22,7 @@ import pytest
 
 from chat.providers.elevenlabs import aclose_shared_clients
 from tests.fakes.elevenlabs import FakeElevenLabs
+from tests.fakes.elevenlabs_agent import FakeElevenLabsAgents
 from tests.fakes.openai import FakeOpenAI
 
 
@@ -45,6 +48,20 @@ def elevenlabs_settings(settings, fake_elevenlabs: FakeElevenLabs) -> FakeEleven
     settings.TTS_PROVIDERS = providers
     settings.TTS_BACKEND = "elevenlabs"
     return fake_elevenlabs
+
+
+@pytest.fixture
+async def fake_agents() -> AsyncIterator[FakeElevenLabsAgents]:
+    async with FakeElevenLabsAgents(ping_interval=0.05, slow_seconds=5) as fake:
+        yield fake
+        await aclose_shared_clients()
+
+
+@pytest.fixture
+def fake_agents_thread() -> Iterator[FakeElevenLabsAgents]:
+    fake = FakeElevenLabsAgents.start_in_thread(ping_interval=0.05, slow_seconds=5)
+    yield fake
+    fake.stop()
 
 
 @pytest.fixture
