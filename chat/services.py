@@ -48,10 +48,10 @@ def conversation_get(*, owner: User | AnonymousUser, conversation_id: uuid.UUID 
         raise Conversation.DoesNotExist(f"No conversation {conversation_id}.") from None
 
 
-def conversation_latest(*, owner: User | AnonymousUser) -> uuid.UUID | None:
-    """The id of `owner`'s most recently active conversation that has a message, if any."""
-    conversations = Conversation.objects.filter(owner_id=owner.pk, messages__isnull=False)
-    return conversations.order_by("-updated_at").values_list("id", flat=True).first()
+def conversation_latest(*, owner: User | AnonymousUser) -> Conversation | None:
+    """`owner`'s most recently active conversation that has a message, if any."""
+    conversations = Conversation.objects.filter(owner_id=owner.pk, messages__isnull=False).select_related("agent")
+    return conversations.order_by("-updated_at").first()
 
 
 def conversation_create(*, owner: User, agent: Agent | None = None, title: str = "") -> Conversation:

@@ -74,6 +74,15 @@ def test_it_lands_a_returning_user_on_the_latest_conversation_with_a_message(cli
     assert page_config(client_alice.get(f"/c/{older.id}/").content.decode())["latest_conversation_id"] is None
 
 
+def test_it_makes_the_page_ready_for_the_format_its_agent_speaks_in(client_alice, user, agent, settings) -> None:
+    settings.TTS_BACKEND = "elevenlabs"  # a provider that takes the agent's format (eSpeak has its own)
+    agent.output_format = "pcm_16000"
+    agent.save()
+    conversation = Conversation.objects.create(owner=user, agent=agent, title="Slow")
+    assert page_config(client_alice.get(f"/c/{conversation.id}/").content.decode())["audio_format"] == "pcm_16000"
+    assert page_config(client_alice.get("/").content.decode())["audio_format"] == "pcm_16000"  # the default agent
+
+
 def test_it_escapes_agent_names_in_the_page_config(client_alice, agent) -> None:
     agent.name = "</script><script>alert(1)</script>"
     agent.save()

@@ -151,6 +151,12 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
     conversation.stop(state.running);
   };
 
+  /** The agent for new conversations; the one on screen, if still new, starts over with it. */
+  const chooseAgent = (id: string) => {
+    setAgentId(id);
+    if (state.conversationId === null) chat.open(null, id);
+  };
+
   const switchTo = (id: string | null) => {
     setDrawerOpen(false);
     if (id === state.conversationId && id !== null) return;
@@ -214,7 +220,7 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
       <Sidebar
         agents={config.agents}
         agentId={agentId}
-        onAgent={setAgentId}
+        onAgent={chooseAgent}
         conversations={conversations}
         currentId={state.conversationId}
         hasMore={moreConversations !== null}
