@@ -138,3 +138,11 @@ async def redis_limits(settings):
 def limits_backend(request):
     """Runs a test once with limits in this process and once in Redis."""
     return request.getfixturevalue(f"{request.param}_limits")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Django deletes the SQLite test database; its WAL side files are left to us."""
+    name = settings.DATABASES["default"].get("TEST", {}).get("NAME")
+    if name and settings.DATABASES["default"]["ENGINE"].endswith("sqlite3"):
+        for suffix in ("-wal", "-shm"):
+            Path(f"{name}{suffix}").unlink(missing_ok=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -157,6 +158,9 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # Keep the file open: Channels closes "old" connections around every database call, and reopening
     # SQLite (with its PRAGMAs) each time costs more than the query.
     DATABASES["default"]["CONN_MAX_AGE"] = None
+    # Tests on a file too, not Django's in-memory default: shared-cache memory databases refuse a second
+    # writer at once ("table is locked") where a file waits its busy timeout, as production does.
+    DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"voicechat-test-{os.getpid()}.sqlite3")}
 else:
     DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 0))
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
