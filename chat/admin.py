@@ -11,7 +11,7 @@ from django.contrib import admin, messages
 from django.db.models import Count, Exists, OuterRef, Prefetch, Q, QuerySet, Subquery, Sum
 from django.db.models.functions import Coalesce
 from django.http import HttpRequest, HttpResponse
-from django.urls import reverse
+from django.urls import URLPattern, path, reverse
 from django.utils.html import format_html
 from django.utils.safestring import SafeString
 
@@ -23,6 +23,7 @@ from chat.limits import admin as limits_admin  # noqa: F401  (registers the spee
 from chat.models import Agent, ApiKey, Conversation, Message
 from chat.providers.base import ProviderError
 from chat.services import conversation_delete_many, message_delete_many
+from chat.voice_views import admin_voice_preview
 
 if TYPE_CHECKING:
     from django.contrib.admin.options import _FieldOpts, _FieldsetSpec
@@ -85,15 +86,18 @@ class AgentAdmin(admin.ModelAdmin):
                 "fields": [
                     "voice_id",
                     "tts_model_id",
+                    "tts_transport",
                     "language_code",
                     ("stability", "similarity_boost"),
                     ("style", "speed"),
                     "use_speaker_boost",
+                    "allow_breaks",
                     "output_format",
                 ],
                 "description": "ElevenLabs ranges: stability, similarity boost and style 0–1; speed 0.7–1.2.",
             },
         ),
+        ("Voices users may pick", {"fields": ["user_voice_ids"]}),
         (
             "Client overrides",
             {
@@ -103,6 +107,16 @@ class AgentAdmin(admin.ModelAdmin):
             },
         ),
     ]
+
+    class Media:
+        css = ADMIN_CSS
+        js = ["site/voice-preview.js"]
+
+    def get_urls(self) -> list[URLPattern]:
+        # Before the model's own patterns, whose <path:object_id>/ would swallow it. Not admin_view(): that
+        # wrapper is sync-only, and the preview streams; the view checks staff and permission itself.
+        preview = path("voices/<str:voice_id>/preview/", admin_voice_preview, name="chat_agent_voice_preview")
+        return [preview, *super().get_urls()]
 
 
 class TranscriptInline(admin.StackedInline):

@@ -26,13 +26,15 @@ from chat.limits import speech_budget_now
 from chat.models import Agent, Conversation, Greeting, Message
 from chat.serializers import (
     AgentSerializer,
-    ConversationRenameSerializer,
     ConversationSerializer,
+    ConversationUpdateSerializer,
     MessageSerializer,
     SpeechBudgetSerializer,
+    VoiceChoiceSerializer,
 )
 from chat.services import (
     TITLE_MAX_CHARS,
+    agent_get,
     agent_list,
     conversation_create,
     conversation_delete,
@@ -41,12 +43,20 @@ from chat.services import (
     message_get,
 )
 from chat.storage import StoredAudio
+from chat.voices import agent_voices, conversation_voice_set
 
-# Written out because drf-spectacular marks every field of a PATCH body optional, and a rename needs its title.
-RENAME_REQUEST = {
+# Written out because drf-spectacular cannot say "at least one of": a PATCH renames, picks a voice, or both.
+UPDATE_REQUEST = {
     "type": "object",
-    "properties": {"title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS}},
-    "required": ["title"],
+    "properties": {
+        "title": {"type": "string", "minLength": 1, "maxLength": TITLE_MAX_CHARS},
+        "voice_id": {
+            "type": "string",
+            "maxLength": 100,
+            "description": "One of GET /api/agents/{agent}/voices/; blank goes back to the agent's own voice.",
+        },
+    },
+    "minProperties": 1,
 }
 
 
@@ -76,19 +86,26 @@ class ConversationViewSet(
 
     def perform_create(self, serializer: BaseSerializer[Any]) -> None:
         data = serializer.validated_data
-        serializer.instance = conversation_create(
+        conversation = conversation_create(
             owner=self.request.user,  # type: ignore[arg-type]  # IsAuthenticated: never anonymous here
             agent=data.get("agent"),
             title=data.get("title", ""),
         )
+        if data.get("voice_id"):
+            conversation = conversation_voice_set(conversation=conversation, voice_id=data["voice_id"])
+        serializer.instance = conversation
 
-    @extend_schema(request={"application/json": RENAME_REQUEST}, responses=ConversationSerializer)
+    @extend_schema(request={"application/json": UPDATE_REQUEST}, responses=ConversationSerializer)
     def partial_update(self, request: Request, *args: Any, **kwargs: Any) -> Response:
-        """Rename a conversation (the only field a client may change)."""
+        """Rename a conversation and/or pick its voice (among its agent's); nothing else may change."""
         conversation = self.get_object()
-        serializer = ConversationRenameSerializer(conversation, data=request.data)  # not partial: title is required
+        serializer = ConversationUpdateSerializer(data=request.data, context={"conversation": conversation})
         serializer.is_valid(raise_exception=True)
-        conversation = conversation_rename(conversation=conversation, title=serializer.validated_data["title"])
+        data = serializer.validated_data
+        if "title" in data:
+            conversation = conversation_rename(conversation=conversation, title=data["title"])
+        if "voice_id" in data:
+            conversation = conversation_voice_set(conversation=conversation, voice_id=data["voice_id"])
         return Response(ConversationSerializer(conversation).data)
 
     def perform_destroy(self, instance: Conversation) -> None:
@@ -117,6 +134,21 @@ class AgentListView(generics.ListAPIView):
 
     def get_queryset(self) -> QuerySet[Agent]:
         return agent_list()
+
+
+class AgentVoicesView(APIView):
+    """The voices a user may pick for conversations with this agent, its own voice first."""
+
+    @extend_schema(
+        responses={200: VoiceChoiceSerializer(many=True), 404: OpenApiResponse(description="No such agent.")}
+    )
+    def get(self, request: Request, pk: uuid.UUID) -> Response:
+        try:
+            agent = agent_get(agent_id=pk)
+        except Agent.DoesNotExist:
+            raise Http404("No such agent.") from None
+        choices = agent_voices(agent)
+        return Response(VoiceChoiceSerializer(choices, many=True, context={"agent": agent}).data)
 
 
 class _AnyContent(BaseContentNegotiation):

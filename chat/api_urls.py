@@ -5,12 +5,14 @@ from rest_framework.routers import SimpleRouter
 
 from chat.api import (
     AgentListView,
+    AgentVoicesView,
     ConversationMessagesView,
     ConversationViewSet,
     GreetingAudioView,
     MessageAudioView,
     UsageView,
 )
+from chat.voice_views import agent_voice_preview
 
 router = SimpleRouter()
 router.register("conversations", ConversationViewSet, basename="api-conversation")
@@ -21,5 +23,7 @@ urlpatterns = [
     path("messages/<uuid:pk>/audio/", MessageAudioView.as_view(), name="api-message-audio"),
     path("greetings/<uuid:pk>/audio/", GreetingAudioView.as_view(), name="api-greeting-audio"),
     path("usage/", UsageView.as_view(), name="api-usage"),
+    path("agents/<uuid:pk>/voices/", AgentVoicesView.as_view(), name="api-agent-voices"),
+    path("agents/<uuid:pk>/voices/<str:voice_id>/preview/", agent_voice_preview, name="api-agent-voice-preview"),
     *router.urls,
 ]

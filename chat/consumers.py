@@ -71,6 +71,7 @@ from chat.turns import Turn, TurnSpec
 from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save
+from chat.voices import agent_speaks_breaks, voice_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -331,7 +332,10 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             # This socket's own copy of the agent: an override never reaches the database or other sockets.
             self.agent = copy.copy(self.agent)
             self.agent.language_code = overrides.language
-        self.voice_id = overrides.voice_id or self.voice_id
+        if overrides.voice_id is not None:
+            self.voice_id = overrides.voice_id
+            if self.conversation._state.adding and voice_allowed(self.agent, overrides.voice_id):
+                self.conversation.voice_id = overrides.voice_id  # a voice the user picked is kept with it
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
@@ -376,6 +380,7 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             agent=self.agent,
             tts=tts,
             output=self,
+            voice_id=self.voice_id or self.conversation.voice_id,
             gate=gate,
         )
         self.turn_task = asyncio.create_task(self._run_job(self._then_close(job, gate)), name=f"speak-{message_id}")
@@ -406,6 +411,9 @@ class ConversationConsumer(AsyncWebsocketConsumer):
             started_at=started_at,
             speak=self.speak,
             voice_id=self.voice_id,
+            breaks=providers is not None
+            and providers.tts is not None
+            and agent_speaks_breaks(self.agent, providers.tts),
             whole_reply=settings.SPEECH_MODE == "whole_reply",
             greeting=self.greeting_shown,
             greeting_id=self.greeting_id,

@@ -10,6 +10,7 @@ from django.contrib.auth.models import User
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import SafeString
 
+from chat.admin_voices import voice_fields
 from chat.elevenlabs_agents import VendorAgent, agent_choices
 from chat.models import Agent
 
@@ -37,7 +38,7 @@ class VendorAgentInput(forms.TextInput):
 
 
 class AgentAdminForm(forms.ModelForm):
-    """Names the agent that already is the default, instead of a bare constraint violation."""
+    """Voices and models from the provider's library; names the agent that already is the default."""
 
     class Meta:
         model = Agent
@@ -52,6 +53,8 @@ class AgentAdminForm(forms.ModelForm):
             "llm",
             "voice_id",
             "tts_model_id",
+            "user_voice_ids",
+            "allow_breaks",
             "language_code",
             "stability",
             "similarity_boost",
@@ -66,6 +69,7 @@ class AgentAdminForm(forms.ModelForm):
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        voice_fields(self)
         self.fields["backend"].required = False  # a form that does not mention it keeps the agent's backend
         field = self.fields["elevenlabs_agent_id"]
         agents, problem = agent_choices()

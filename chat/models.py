@@ -23,6 +23,10 @@ def _unit_interval() -> list[MinValueValidator | MaxValueValidator]:
 class Agent(models.Model):
     """What an operator configures: persona, LLM and voice. The self-hosted ElevenLabs agent."""
 
+    class TtsTransport(models.TextChoices):
+        HTTP = "http", "HTTP: a /stream request per sentence"
+        WEBSOCKET = "websocket", "WebSocket: one stream per reply (TTS_WEBSOCKET_BACKEND)"
+
     class Backend(models.TextChoices):
         LLM_TTS = "llm_tts", "LLM + ElevenLabs TTS"
         ELEVENLABS_AGENT = "elevenlabs_agent", "ElevenLabs agent"
@@ -50,6 +54,13 @@ class Agent(models.Model):
     tts_model_id = models.CharField(
         "TTS model ID", max_length=100, blank=True, help_text="Blank uses ELEVENLABS_MODEL_ID."
     )
+    tts_transport = models.CharField(
+        "TTS transport",
+        max_length=10,
+        choices=TtsTransport.choices,
+        default=TtsTransport.HTTP,
+        help_text="How replies reach the voice: a request per sentence, or the vendor's WebSocket per reply.",
+    )
     stability = models.FloatField(default=0.5, validators=_unit_interval())
     similarity_boost = models.FloatField(default=0.75, validators=_unit_interval())
     style = models.FloatField(default=0.0, validators=_unit_interval())
@@ -57,6 +68,18 @@ class Agent(models.Model):
     use_speaker_boost = models.BooleanField(default=True)
     language_code = models.CharField(
         max_length=8, blank=True, help_text="ISO 639-1 code such as en or de; blank lets the model detect it."
+    )
+    user_voice_ids = models.JSONField(
+        "voices users may pick",
+        default=list,
+        blank=True,
+        help_text="Voice IDs a user may choose for a conversation, besides the agent's own voice.",
+    )
+    allow_breaks = models.BooleanField(
+        "allow SSML pauses",
+        default=False,
+        help_text='Pass the LLM\'s <break time="1.5s"/> tags (up to 3 s) to models that honour them '
+        "(ElevenLabs Flash, Turbo and Multilingual v2; not v3). Never shown in the page.",
     )
     output_format = models.CharField(
         max_length=12,
@@ -96,11 +119,24 @@ class Agent(models.Model):
             2 <= len(self.language_code) <= 3 and self.language_code.isalpha() and self.language_code.islower()
         ):
             raise ValidationError({"language_code": "Use a lower-case ISO 639-1 code such as en, de or fr."})
+        self.user_voice_ids = self._clean_voice_ids(self.user_voice_ids)
         if self.backend == self.Backend.ELEVENLABS_AGENT and not self.elevenlabs_agent_id.strip():
             raise ValidationError({"elevenlabs_agent_id": "The ElevenLabs agent backend needs the vendor's agent id."})
         if self.llm and self.llm not in settings.LLM_PROVIDERS:
             known = ", ".join(settings.LLM_PROVIDERS)
             raise ValidationError({"llm": f"Unknown LLM provider {self.llm!r}; configured: {known}."})
+
+    @staticmethod
+    def _clean_voice_ids(value: object) -> list[str]:
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise ValidationError({"user_voice_ids": "Give a list of voice IDs."})
+        ids = list(dict.fromkeys(v.strip() for v in value if v.strip()))
+        if any(len(v) > 100 for v in ids):
+            raise ValidationError({"user_voice_ids": "A voice ID is at most 100 characters."})
+        if len(ids) > settings.AGENT_USER_VOICES_MAX:
+            limit = settings.AGENT_USER_VOICES_MAX
+            raise ValidationError({"user_voice_ids": f"Offer at most {limit} voices (AGENT_USER_VOICES_MAX)."})
+        return ids
 
     @property
     def reply_output_format(self) -> str:
@@ -113,6 +149,9 @@ class Conversation(models.Model):
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="conversations")
     agent = models.ForeignKey(Agent, on_delete=models.PROTECT, related_name="conversations")
     title = models.CharField(max_length=200, blank=True)
+    voice_id = models.CharField(
+        "voice ID", max_length=100, blank=True, help_text="Picked by the user among the agent's; blank: the agent's."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     elevenlabs_conversation_id = models.CharField(

@@ -18,6 +18,7 @@ from django.conf import settings
 from chat.limits import Refusal
 from chat.models import Agent
 from chat.protocol import ClientData
+from chat.voices import voice_allowed
 
 OVERRIDE_REFUSED = "override_not_allowed"
 CLOSE_REASON = "override_error"  # the vendor's close reason for the same refusal
@@ -39,7 +40,12 @@ def session_overrides(*, agent: Agent, data: ClientData) -> SessionOverrides:
     if data.unsupported_overrides:
         raise Refusal(OVERRIDE_REFUSED, f"The {data.unsupported_overrides[0]} override is not supported by voicechat.")
     return SessionOverrides(
-        voice_id=_checked("tts.voice_id", data.voice_id, agent.allow_voice_override, _VOICE_ID.fullmatch),
+        voice_id=_checked(
+            "tts.voice_id",
+            data.voice_id,
+            agent.allow_voice_override or voice_allowed(agent, data.voice_id or ""),  # any, or one it offers
+            _VOICE_ID.fullmatch,
+        ),
         first_message=_checked(
             "agent.first_message", data.first_message, agent.allow_first_message_override, _short_enough
         ),

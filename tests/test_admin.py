@@ -28,6 +28,7 @@ AGENT_FORM = {
     "similarity_boost": "0.75",
     "style": "0",
     "speed": "1",
+    "tts_transport": "http",
     "language_code": "en",
     "is_active": "on",
 }
@@ -119,6 +120,7 @@ def test_it_lists_agents_with_their_voice(admin_client, agent) -> None:
         "Backend",
         "LLM",
         "Voice",
+        "Voices users may pick",
         "Client overrides",
     ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from asgiref.sync import sync_to_async
 
-from chat.models import Greeting, Message
+from chat.models import Conversation, Greeting, Message
 from tests.wsclient import connect, receive_until, send
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -127,3 +127,57 @@ async def test_it_refuses_to_play_what_is_not_a_reply_of_this_conversation(user,
         assert error.of("error")[0]["code"] == "invalid_message"
     await communicator.disconnect()
     assert elevenlabs_settings.tts_requests() == []
+
+
+async def test_it_speaks_in_the_voice_picked_for_the_conversation(user, conversation, elevenlabs_settings) -> None:
+    agent = conversation.agent
+    agent.user_voice_ids = ["picked-voice"]
+    await agent.asave()
+    communicator, connected = await connect(user, query=f"conversation_id={conversation.id}")
+    assert connected
+    await communicator.receive_json_from()
+    conversation.voice_id = "picked-voice"  # as PATCH /api/conversations/{id}/ does while the socket is open
+    await conversation.asave(update_fields=["voice_id"])
+    await send(communicator, {"type": "user_message", "text": "Hello?"})
+    await receive_until(communicator)
+    await communicator.disconnect()
+    assert {r.voice_id for r in elevenlabs_settings.tts_requests()} == {"picked-voice"}
+
+
+async def test_it_keeps_an_offered_voice_chosen_before_the_first_message(user, agent, elevenlabs_settings) -> None:
+    agent.user_voice_ids = ["picked-voice"]
+    await agent.asave()
+    choose = {
+        "type": "conversation_initiation_client_data",
+        "conversation_config_override": {"tts": {"voice_id": "picked-voice"}},
+    }
+    communicator, meta = await open_new(user, choose)
+    await send(communicator, {"type": "user_message", "text": "Hello?"})
+    await receive_until(communicator)
+    await communicator.disconnect()
+    conversation = await Conversation.objects.aget(pk=meta["conversation_id"])
+    assert conversation.voice_id == "picked-voice"
+    assert {r.voice_id for r in elevenlabs_settings.tts_requests()} == {"picked-voice"}
+
+
+async def test_it_lets_ssml_pauses_through_only_when_the_agent_allows_them(
+    user, conversation, elevenlabs_settings, openai_settings
+) -> None:
+    openai_settings.reply = (
+        'Let me think about that one for a moment. <break time="1.2s"/> Here is my considered answer.'
+    )
+    spoken = {}
+    for allowed in (False, True):
+        conversation.agent.allow_breaks = allowed
+        await conversation.agent.asave()
+        elevenlabs_settings.reset()
+        communicator, connected = await connect(user, query=f"conversation_id={conversation.id}")
+        assert connected
+        await communicator.receive_json_from()
+        await send(communicator, {"type": "user_message", "text": "Hard question."})
+        log = await receive_until(communicator)
+        await communicator.disconnect()
+        assert "<break" in log.text  # the displayed text is the model's; the page hides the tag
+        spoken[allowed] = " ".join(r.body["text"] for r in elevenlabs_settings.tts_requests())
+    assert "break" not in spoken[False]
+    assert '<break time="1.2s" />' in spoken[True]

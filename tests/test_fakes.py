@@ -89,6 +89,52 @@ async def test_it_streams_timestamps_as_ndjson_through_the_sdk(sdk: AsyncElevenL
     assert "".join(characters) == text
 
 
+async def timestamped(fake: FakeElevenLabs, text: str) -> tuple[httpx.Response, list[dict[str, Any]]]:
+    async with httpx.AsyncClient(base_url=fake.url) as http:
+        response = await http.post(
+            f"/v1/text-to-speech/{VOICE}/stream/with-timestamps",
+            params={"output_format": "pcm_24000"},
+            headers={"xi-api-key": API_KEY},
+            json={"text": text},
+        )
+    return response, [json.loads(line) for line in response.text.splitlines()]
+
+
+async def test_it_spreads_the_alignment_over_lines_like_the_vendor(fake_elevenlabs: FakeElevenLabs) -> None:
+    text = "Alignment per line."
+    response, lines = await timestamped(fake_elevenlabs, text)
+    assert response.headers["request-id"] == "req_1" and response.headers["character-cost"] == str(len(text))
+    assert response.headers["content-type"].startswith("application/json")
+    assert b"".join(base64.b64decode(line["audio_base64"]) for line in lines) == pcm_for(text, 24000)
+    assert {len(base64.b64decode(line["audio_base64"])) for line in lines[:-1]} == {2400}  # 50 ms each
+    aligned = [line["alignment"] for line in lines if line["alignment"]]
+    assert len(aligned) < len(lines)  # 60 ms characters, 50 ms lines: some lines start no character
+    assert all(line["normalized_alignment"] == line["alignment"] for line in lines)
+    assert "".join(c for a in aligned for c in a["characters"]) == text
+    starts = [t for a in aligned for t in a["character_start_times_seconds"]]
+    assert starts == [round(0.06 * i, 3) for i in range(len(text))]  # from the request's start, not the line's
+    (request,) = fake_elevenlabs.tts_requests()
+    assert [size for _, size in request.sends] == [len(base64.b64decode(line["audio_base64"])) for line in lines]
+
+
+async def test_it_paces_timestamped_lines_in_real_time(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.realtime, fake_elevenlabs.ms_per_char = True, 20
+    await timestamped(fake_elevenlabs, "Ten chars.")  # 200 ms of audio in four 50 ms lines
+    times = [t for t, _ in fake_elevenlabs.tts_requests()[0].sends]
+    assert len(times) == 4 and times[-1] - times[0] >= 0.14
+
+
+async def test_it_garbles_a_line_which_the_sdk_drops_without_a_word(
+    fake_elevenlabs: FakeElevenLabs, sdk: AsyncElevenLabs
+) -> None:
+    fake_elevenlabs.fail_next("garbled")
+    text = "A line goes missing here."
+    chunks = [c async for c in sdk.text_to_speech.stream_with_timestamps(VOICE, text=text, output_format="pcm_24000")]
+    # The pitfall the provider guards against: the SDK yields every good line and silently skips the bad one.
+    assert b"".join(base64.b64decode(c.audio_base_64) for c in chunks) == pcm_for(text, 24000)
+    assert len(chunks) == len(fake_elevenlabs.tts_requests()[0].sends) - 1  # the garbled line was sent, then lost
+
+
 # --- catalogue endpoints ---------------------------------------------------------------------------
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import struct
 import time
 from contextlib import aclosing
 from itertools import pairwise
@@ -13,10 +14,18 @@ import pytest
 from django.core.exceptions import ImproperlyConfigured
 
 from chat.providers import llm_provider, tts_provider
-from chat.providers.base import ChatMessage, ProviderError, SpeechReceipt, SpeechRequest, TTSProvider, VoiceSettings
+from chat.providers.base import (
+    Alignment,
+    ChatMessage,
+    ProviderError,
+    SpeechReceipt,
+    SpeechRequest,
+    TTSProvider,
+    VoiceSettings,
+)
 from chat.providers.demo import DemoLLM
 from chat.providers.elevenlabs import ElevenLabsTTS
-from chat.providers.espeak import EspeakTTS
+from chat.providers.espeak import EspeakTTS, WordTimer
 from chat.providers.openai import OpenAILLM
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
 from tests.fakes.openai import FakeOpenAI
@@ -37,15 +46,22 @@ def elevenlabs(fake: FakeElevenLabs, **options: Any) -> ElevenLabsTTS:
     return ElevenLabsTTS(**(settings | options))
 
 
+async def synthesis(
+    tts: TTSProvider, request: SpeechRequest, receipt: SpeechReceipt | None = None
+) -> list[bytes | Alignment]:
+    return [item async for item in tts.synthesize(request, receipt or SpeechReceipt())]
+
+
 async def speak(tts: TTSProvider, request: SpeechRequest, receipt: SpeechReceipt | None = None) -> bytes:
-    return b"".join([chunk async for chunk in tts.synthesize(request, receipt or SpeechReceipt())])
+    return b"".join(item for item in await synthesis(tts, request, receipt) if isinstance(item, bytes))
 
 
 async def failure(tts: TTSProvider, request: SpeechRequest, received: list[bytes] | None = None) -> ProviderError:
-    """The ProviderError a synthesis ends with; bytes yielded before it go to `received`."""
+    """The ProviderError a synthesis ends with; PCM yielded before it goes to `received`."""
     with pytest.raises(ProviderError) as caught:
-        async for chunk in tts.synthesize(request, SpeechReceipt()):
-            (received if received is not None else []).append(chunk)
+        async for item in tts.synthesize(request, SpeechReceipt()):
+            if isinstance(item, bytes):
+                (received if received is not None else []).append(item)
     return caught.value
 
 
@@ -66,15 +82,78 @@ def free_port() -> int:
 # --- ElevenLabs: the happy path -------------------------------------------------------------------
 
 
-async def test_it_streams_the_vendors_pcm_and_records_the_receipt(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_streams_the_vendors_pcm_and_records_the_receipt(
+    fake_elevenlabs: FakeElevenLabs, timestamps: bool
+) -> None:
     receipt = SpeechReceipt()
     before = time.monotonic()
-    audio = await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), receipt)
+    audio = await speak(elevenlabs(fake_elevenlabs, timestamps=timestamps), SpeechRequest(text=TEXT), receipt)
     assert audio == pcm_for(TEXT, 24000)
     (request,) = fake_elevenlabs.tts_requests()
     assert receipt.request_id == request.request_id != ""
     assert receipt.characters == len(TEXT)
     assert receipt.first_byte_at is not None and before <= receipt.first_byte_at <= time.monotonic()
+
+
+async def test_it_yields_the_vendors_timing_in_ms_before_the_audio_it_times(fake_elevenlabs: FakeElevenLabs) -> None:
+    items = await synthesis(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT))
+    (request,) = fake_elevenlabs.tts_requests()
+    assert request.path.endswith("/stream/with-timestamps")
+    assert b"".join(i for i in items if isinstance(i, bytes)) == pcm_for(TEXT, 24000) == request.pcm
+    alignments = [i for i in items if isinstance(i, Alignment)]
+    assert len(alignments) > 1  # streamed line by line, not saved up for the end
+    assert "".join(c for a in alignments for c in a.chars) == TEXT
+    starts = [t for a in alignments for t in a.char_start_times_ms]
+    assert starts == [60 * i for i in range(len(TEXT))]  # the fake's 60 ms per character, from the request start
+    assert {d for a in alignments for d in a.char_durations_ms} == {60}
+    audio_ms = 0.0  # each alignment comes before the audio of the characters it times
+    for item in items:
+        if isinstance(item, Alignment):
+            assert audio_ms <= item.char_start_times_ms[0] + 1
+        else:
+            audio_ms += len(item) / 2 / 24000 * 1000
+    assert isinstance(items[0], Alignment) and isinstance(items[-1], bytes)
+
+
+async def test_it_keeps_every_character_when_lines_have_no_alignment(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.chunk_ms = 20  # a third of a character per line: most lines carry audio but null alignment
+    items = await synthesis(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT))
+    assert sum(isinstance(i, bytes) for i in items) > 2 * sum(isinstance(i, Alignment) for i in items)
+    assert "".join(c for i in items if isinstance(i, Alignment) for c in i.chars) == TEXT
+    assert b"".join(i for i in items if isinstance(i, bytes)) == pcm_for(TEXT, 24000)
+
+
+async def test_it_uses_plain_stream_without_timestamps(fake_elevenlabs: FakeElevenLabs) -> None:
+    items = await synthesis(elevenlabs(fake_elevenlabs, timestamps=False), SpeechRequest(text=TEXT))
+    assert fake_elevenlabs.tts_requests()[0].path.endswith(f"/{VOICE}/stream")
+    assert all(isinstance(i, bytes) for i in items) and b"".join(items) == pcm_for(TEXT, 24000)  # type: ignore[arg-type]
+
+
+async def test_it_fails_on_a_garbled_line_instead_of_dropping_its_audio(fake_elevenlabs: FakeElevenLabs) -> None:
+    fake_elevenlabs.fail_next("garbled")
+    received: list[bytes] = []
+    error = await failure(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), received)
+    assert error.code == "tts_stream_failed" and not error.retryable
+    assert len(fake_elevenlabs.tts_requests()) == 1
+    assert b"".join(received) == pcm_for(TEXT, 24000)[: len(b"".join(received))] != b""
+    assert len(received) == 2  # the two good lines before it, nothing after
+
+
+@pytest.mark.parametrize(
+    ("model_id", "honoured"),
+    [
+        ("eleven_flash_v2_5", True),
+        ("eleven_turbo_v2", True),
+        ("eleven_multilingual_v2", True),
+        ("eleven_v3", False),
+        ("some_future_model", False),
+    ],
+)
+def test_it_knows_which_models_turn_break_tags_into_pauses(model_id: str, honoured: bool) -> None:
+    assert ElevenLabsTTS(api_key="k", voice_id=VOICE, model_id=model_id).supports_breaks() is honoured
+    assert ElevenLabsTTS(api_key="k", voice_id=VOICE, model_id="eleven_v3").supports_breaks(model_id) is honoured
+    assert not EspeakTTS().supports_breaks(model_id)
 
 
 async def test_it_sends_the_key_format_settings_and_prosody_context(fake_elevenlabs: FakeElevenLabs) -> None:
@@ -178,10 +257,13 @@ async def test_it_passes_on_the_validation_message(fake_elevenlabs: FakeElevenLa
 # --- ElevenLabs: retries before the first byte, never after -----------------------------------------
 
 
-async def test_it_retries_rate_limits_then_speaks(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_retries_rate_limits_then_speaks(fake_elevenlabs: FakeElevenLabs, timestamps: bool) -> None:
     fake_elevenlabs.fail_next("rate_limited", times=2)
     receipt = SpeechReceipt()
-    assert await speak(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), receipt) == pcm_for(TEXT, 24000)
+    assert await speak(
+        elevenlabs(fake_elevenlabs, timestamps=timestamps), SpeechRequest(text=TEXT), receipt
+    ) == pcm_for(TEXT, 24000)
     assert [r.status for r in fake_elevenlabs.tts_requests()] == [429, 429, 200]
     assert receipt.request_id == fake_elevenlabs.tts_requests()[-1].request_id
 
@@ -226,29 +308,38 @@ async def test_it_reports_an_unreachable_server() -> None:
     assert error.code == "tts_unavailable" and "cannot be reached" in error.message
 
 
-async def test_it_fails_a_stream_reset_after_the_first_bytes_without_retrying(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_fails_a_stream_reset_after_the_first_bytes_without_retrying(
+    fake_elevenlabs: FakeElevenLabs, timestamps: bool
+) -> None:
     fake_elevenlabs.fail_next("reset")
     received: list[bytes] = []
-    error = await failure(elevenlabs(fake_elevenlabs), SpeechRequest(text=TEXT), received)
+    error = await failure(elevenlabs(fake_elevenlabs, timestamps=timestamps), SpeechRequest(text=TEXT), received)
     assert error.code == "tts_stream_failed"
     (request,) = fake_elevenlabs.tts_requests()
     assert received and b"".join(received) == request.pcm
 
 
-async def test_it_times_out_a_stalled_stream(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_times_out_a_stalled_stream(fake_elevenlabs: FakeElevenLabs, timestamps: bool) -> None:
     fake_elevenlabs.fail_next("stall")
     received: list[bytes] = []
     started = time.monotonic()
-    error = await failure(elevenlabs(fake_elevenlabs, timeout=0.3), SpeechRequest(text=TEXT), received)
+    error = await failure(
+        elevenlabs(fake_elevenlabs, timestamps=timestamps, timeout=0.3), SpeechRequest(text=TEXT), received
+    )
     assert error.code == "tts_timeout"
     assert 0.25 <= time.monotonic() - started < 1.5
     assert received and len(fake_elevenlabs.tts_requests()) == 1
     assert await until(lambda: fake_elevenlabs.open_streams == 0)
 
 
-async def test_it_retries_a_first_byte_that_never_comes(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_retries_a_first_byte_that_never_comes(fake_elevenlabs: FakeElevenLabs, timestamps: bool) -> None:
     fake_elevenlabs.first_byte_ms = 1000
-    error = await failure(elevenlabs(fake_elevenlabs, timeout=0.2, max_retries=1), SpeechRequest(text=TEXT))
+    error = await failure(
+        elevenlabs(fake_elevenlabs, timestamps=timestamps, timeout=0.2, max_retries=1), SpeechRequest(text=TEXT)
+    )
     assert error.code == "tts_timeout"
     assert len(fake_elevenlabs.tts_requests()) == 2
 
@@ -256,21 +347,29 @@ async def test_it_retries_a_first_byte_that_never_comes(fake_elevenlabs: FakeEle
 # --- ElevenLabs: nothing outlives its caller ---------------------------------------------------------
 
 
-async def test_it_closes_the_upstream_stream_when_closed_early(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_closes_the_upstream_stream_when_closed_early(
+    fake_elevenlabs: FakeElevenLabs, timestamps: bool
+) -> None:
     fake_elevenlabs.realtime = True
-    async with aclosing(elevenlabs(fake_elevenlabs).synthesize(SpeechRequest(text=TEXT * 5), SpeechReceipt())) as pcm:
+    async with aclosing(
+        elevenlabs(fake_elevenlabs, timestamps=timestamps).synthesize(SpeechRequest(text=TEXT * 5), SpeechReceipt())
+    ) as pcm:
         await anext(pcm)
         assert fake_elevenlabs.open_streams == 1
     assert await until(lambda: fake_elevenlabs.open_streams == 0, 0.2)
     assert fake_elevenlabs.tts_requests()[0].disconnected_early
 
 
-async def test_it_closes_the_upstream_stream_when_cancelled(fake_elevenlabs: FakeElevenLabs) -> None:
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_closes_the_upstream_stream_when_cancelled(fake_elevenlabs: FakeElevenLabs, timestamps: bool) -> None:
     fake_elevenlabs.realtime = True
     first = asyncio.Event()
 
     async def listen() -> None:
-        async for _ in elevenlabs(fake_elevenlabs).synthesize(SpeechRequest(text=TEXT * 5), SpeechReceipt()):
+        async for _ in elevenlabs(fake_elevenlabs, timestamps=timestamps).synthesize(
+            SpeechRequest(text=TEXT * 5), SpeechReceipt()
+        ):
             first.set()
 
     task = asyncio.create_task(listen())
@@ -308,6 +407,16 @@ async def test_it_speaks_faster_when_asked_and_in_the_requested_language() -> No
     assert len(fast) < 0.85 * len(normal)
     assert audible(await speak(EspeakTTS(), SpeechRequest(text="Guten Tag.", language_code="de")))
     assert audible(await speak(EspeakTTS(voice="no-such-voice"), SpeechRequest(text="Still speaks.")))
+
+
+async def test_it_speaks_with_the_espeak_voice_a_request_names() -> None:
+    text = "Guten Tag, wie geht es Ihnen heute?"
+    german = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id="de"))
+    unknown = await speak(EspeakTTS(), SpeechRequest(text=text, voice_id=VOICE))  # another vendor's id
+    default = await speak(EspeakTTS(), SpeechRequest(text=text))
+    # eSpeak's output varies by a few samples from run to run; a different voice changes the length by ~10 %.
+    assert audible(german) and abs(len(german) - len(default)) > 0.05 * len(default)
+    assert abs(len(unknown) - len(default)) < 0.01 * len(default)
 
 
 async def test_it_keeps_the_event_loop_free_while_espeak_works() -> None:
@@ -353,6 +462,61 @@ async def test_it_stops_espeak_when_the_task_is_cancelled() -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert time.monotonic() - started < 0.5
+
+
+def pieces(items: list[bytes | Alignment], rate: int) -> list[tuple[Alignment, float, float]]:
+    """Each alignment with the ms of audio yielded before it and the ms its own audio lasts."""
+    out: list[tuple[Alignment, float, float]] = []
+    heard = 0.0
+    for item in items:
+        if isinstance(item, Alignment):
+            out.append((item, heard, 0.0))
+        else:
+            ms = len(item) / 2 / rate * 1000
+            heard += ms
+            if out:
+                out[-1] = (out[-1][0], out[-1][1], out[-1][2] + ms)
+    return out
+
+
+async def test_it_times_each_espeak_word_before_its_audio() -> None:
+    text = "Hello world. It costs $29.99, naïve café!  Done"
+    items = await synthesis(EspeakTTS(), SpeechRequest(text=text))
+    timed = pieces(items, 22050)
+    assert "".join(c for a, _, _ in timed for c in a.chars) == text  # every character once, in order
+    assert ["".join(a.chars) for a, _, _ in timed if a.chars[0] in "nc"] == ["costs ", "naïve ", "café!  "]
+    for alignment, before, own in timed:  # a word's time starts with its own audio, which follows it
+        assert abs(alignment.char_start_times_ms[0] - before) <= 1
+        assert alignment.char_start_times_ms[-1] + alignment.char_durations_ms[-1] <= before + own + 1
+    starts = [t for a, _, _ in timed for t in a.char_start_times_ms]
+    assert starts == sorted(starts) and starts[-1] > 4000
+
+
+async def test_it_ends_an_espeak_word_where_its_sound_ends_not_at_the_pause() -> None:
+    items = await synthesis(EspeakTTS(), SpeechRequest(text="Look here. Then there."))
+    by_text = {"".join(a.chars): a for a, _, _ in pieces(items, 22050)}
+    here, then = by_text["here. "], by_text["Then "]
+    word_end = here.char_start_times_ms[3] + here.char_durations_ms[3]
+    assert then.char_start_times_ms[0] - word_end > 150  # the sentence pause is not part of "here"
+    assert here.char_durations_ms[4:] == (0, 0) and here.char_start_times_ms[4] == word_end  # ". " take no time
+
+
+def test_it_cuts_pcm_at_word_events_and_trims_the_silence_after_each_word() -> None:
+    rate = 1000  # 1 sample per ms keeps the arithmetic visible
+    tone, hush = struct.pack("<4h", 3000, -3000, 3000, -3000) * 25, bytes(2 * 100)  # 100 ms each
+    timer = WordTimer("“Hi, you.", rate)
+    timer.audio(hush[:40] + tone + hush)  # 20 ms lead-in, "Hi" sounds 100 ms, then 100 ms pause
+    first = timer.word(1, 20)  # “ before the first word: no time of its own
+    second = timer.word(5, 220)
+    timer.audio(tone)
+    last = timer.finish()
+    assert [type(i) for i in first + second + last] == [Alignment, bytes, Alignment, bytes, Alignment, bytes]
+    opening, hi, you = (i for i in first + second + last if isinstance(i, Alignment))
+    assert (opening.chars, opening.char_start_times_ms, opening.char_durations_ms) == (("“",), (0,), (0,))
+    assert hi.chars == ("H", "i", ",", " ") and hi.char_start_times_ms == (20, 70, 120, 120)
+    assert hi.char_durations_ms == (50, 50, 0, 0)
+    assert you.char_start_times_ms == (220, 253, 286, 320) and you.char_durations_ms == (33, 33, 34, 0)
+    assert b"".join(i for i in first + second + last if isinstance(i, bytes)) == hush[:40] + tone + hush + tone
 
 
 # --- demo LLM ------------------------------------------------------------------------------------

@@ -22,6 +22,8 @@ def schema() -> dict:
 def test_it_describes_every_endpoint(schema) -> None:
     assert set(schema["paths"]) == {
         "/api/agents/",
+        "/api/agents/{id}/voices/",
+        "/api/agents/{id}/voices/{voice_id}/preview/",
         "/api/conversations/",
         "/api/conversations/{id}/",
         "/api/conversations/{id}/messages/",
@@ -35,10 +37,24 @@ def test_it_describes_every_endpoint(schema) -> None:
     assert set(schema["paths"]["/api/conversations/{id}/"]) - {"parameters"} == {"get", "patch", "delete"}
 
 
-def test_it_requires_a_title_to_rename(schema) -> None:
+def test_it_documents_patch_as_a_new_title_a_new_voice_or_both(schema) -> None:
     body = schema["paths"]["/api/conversations/{id}/"]["patch"]["requestBody"]["content"]["application/json"]
-    assert body["schema"]["required"] == ["title"]
+    assert body["schema"]["minProperties"] == 1 and "required" not in body["schema"]
     assert body["schema"]["properties"]["title"]["maxLength"] == 200
+    assert body["schema"]["properties"]["voice_id"]["maxLength"] == 100
+
+
+def test_it_documents_the_voices_an_agent_offers_and_their_previews(schema) -> None:
+    listing = schema["paths"]["/api/agents/{id}/voices/"]["get"]["responses"]["200"]["content"]["application/json"]
+    voice = schema["components"]["schemas"]["VoiceChoice"]
+    assert listing["schema"]["items"]["$ref"].endswith("/VoiceChoice")
+    assert set(voice["properties"]) == {
+        "voice_id", "name", "category", "description", "language", "is_default", "preview_url"
+    }  # fmt: skip
+    assert voice["properties"]["preview_url"]["nullable"] is True
+    preview = schema["paths"]["/api/agents/{id}/voices/{voice_id}/preview/"]["get"]
+    assert set(preview["responses"]) == {"200", "403", "404", "502"}
+    assert set(preview["responses"]["200"]["content"]) == {"audio/mpeg", "audio/wav"}
 
 
 def test_it_documents_audio_as_wav_with_ranges(schema) -> None:

@@ -377,6 +377,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "chat.voice_views.schema_with_previews",  # the async voice preview route
+    ],
     # The vendor-shaped API (chat/convai_api.py) reuses these choice sets; one name each.
     "ENUM_NAME_OVERRIDES": {
         "ConvaiConversationStatusEnum": "chat.convai_api.STATUSES",
@@ -417,6 +421,26 @@ if not (
 ELEVENLABS_MAX_CONCURRENCY = env_int("ELEVENLABS_MAX_CONCURRENCY", 4, minimum=1)
 ELEVENLABS_TIMEOUT = env_float("ELEVENLABS_TIMEOUT", 10.0, minimum=0.1)
 ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
+# /stream/with-timestamps (word timing for the page) or plain /stream (audio only).
+ELEVENLABS_TIMESTAMPS = env_bool("ELEVENLABS_TIMESTAMPS", True)
+
+# The voice library (admin choices, the page's voice picker): how long the provider's voice and model
+# lists are cached, how many voices are read at most, where previews may be fetched from, how large.
+VOICE_LIBRARY_CACHE_SECONDS = env_int("VOICE_LIBRARY_CACHE_SECONDS", 300)
+VOICE_LIBRARY_MAX_VOICES = env_int("VOICE_LIBRARY_MAX_VOICES", 1000, minimum=1)
+VOICE_PREVIEW_ORIGINS = env_list("VOICE_PREVIEW_ORIGINS", ["https://storage.googleapis.com"])
+VOICE_PREVIEW_MAX_BYTES = env_int("VOICE_PREVIEW_MAX_BYTES", 2 * 1024 * 1024, minimum=1024)
+AGENT_USER_VOICES_MAX = env_int("AGENT_USER_VOICES_MAX", 50, minimum=1)
+# The vendor's TTS WebSocket (agents whose TTS transport is `websocket`): multi-stream-input carries a
+# context per reply on one socket per process; stream-input opens a socket per reply.
+ELEVENLABS_WS_MULTI_CONTEXT = env_bool("ELEVENLABS_WS_MULTI_CONTEXT", True)
+ELEVENLABS_WS_CONTEXTS_PER_SOCKET = env_int("ELEVENLABS_WS_CONTEXTS_PER_SOCKET", 5, minimum=1)
+if ELEVENLABS_WS_CONTEXTS_PER_SOCKET > 5:
+    raise ImproperlyConfigured("ELEVENLABS_WS_CONTEXTS_PER_SOCKET is at most 5 (the vendor closes the socket beyond).")
+ELEVENLABS_WS_INACTIVITY_TIMEOUT = env_int("ELEVENLABS_WS_INACTIVITY_TIMEOUT", 20, minimum=1)
+if ELEVENLABS_WS_INACTIVITY_TIMEOUT > 180:
+    raise ImproperlyConfigured("ELEVENLABS_WS_INACTIVITY_TIMEOUT is at most 180 seconds (the vendor's maximum).")
+ELEVENLABS_WS_IDLE_SECONDS = env_float("ELEVENLABS_WS_IDLE_SECONDS", 10.0)
 
 # --- ElevenLabs-compatible client API (docs/sdk.md) ---------------------------------------------
 # Seconds a signed WebSocket URL from /v1/convai/conversation/get-signed-url may wait before it is used
@@ -460,6 +484,23 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "voice_id": ELEVENLABS_VOICE_ID,
             "model_id": ELEVENLABS_MODEL_ID,
             "output_format": ELEVENLABS_OUTPUT_FORMAT,
+            "timeout": ELEVENLABS_TIMEOUT,
+            "max_retries": ELEVENLABS_MAX_RETRIES,
+            "timestamps": ELEVENLABS_TIMESTAMPS,
+        },
+    },
+    "elevenlabs_ws": {
+        "BACKEND": "chat.providers.elevenlabs_ws.ElevenLabsWebSocketTTS",
+        "OPTIONS": {
+            "api_key": ELEVENLABS_API_KEY,
+            "base_url": ELEVENLABS_BASE_URL,
+            "voice_id": ELEVENLABS_VOICE_ID,
+            "model_id": ELEVENLABS_MODEL_ID,
+            "output_format": ELEVENLABS_OUTPUT_FORMAT,
+            "multi_context": ELEVENLABS_WS_MULTI_CONTEXT,
+            "contexts_per_socket": ELEVENLABS_WS_CONTEXTS_PER_SOCKET,
+            "inactivity_timeout": ELEVENLABS_WS_INACTIVITY_TIMEOUT,
+            "idle_seconds": ELEVENLABS_WS_IDLE_SECONDS,
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
         },
@@ -515,6 +556,10 @@ def _backend(name: str, default: str, aliases: dict[str, dict[str, Any]]) -> str
 
 
 TTS_BACKEND = _backend("TTS_BACKEND", "elevenlabs" if ELEVENLABS_API_KEY else "espeak", TTS_PROVIDERS)
+# What agents on the `websocket` TTS transport speak with; without a key, the same as everyone else.
+TTS_WEBSOCKET_BACKEND = _backend(
+    "TTS_WEBSOCKET_BACKEND", "elevenlabs_ws" if ELEVENLABS_API_KEY else TTS_BACKEND, TTS_PROVIDERS
+)
 LLM_BACKEND = _backend("LLM_BACKEND", "demo", LLM_PROVIDERS)
 
 # --- Limits (chat/limits, chat/throttles.py; README "Limits") -------------------------------------
@@ -563,5 +608,7 @@ LOGGING: dict[str, Any] = {
         "httpcore": {"level": "WARNING"},
         # Frame-by-frame chatter of the ElevenLabs agent socket (signatures are redacted there anyway).
         "chat.providers.elevenlabs_agent.socket": {"level": "WARNING"},
+        # The TTS WebSocket's frame log (every audio message) too; its key is redacted regardless.
+        "chat.providers.elevenlabs_ws.wire": {"level": "WARNING"},
     },
 }

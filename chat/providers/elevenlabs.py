@@ -1,22 +1,36 @@
-"""ElevenLabs text-to-speech over the `/stream` endpoint through the official SDK (`AsyncElevenLabs`)."""
+"""ElevenLabs text-to-speech through the official SDK (`AsyncElevenLabs`): `/stream/with-timestamps` for
+PCM with per-character timing, or plain `/stream`."""
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
+import contextlib
+import json
 import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
 import httpx
-from elevenlabs import AsyncElevenLabs
+from elevenlabs import AsyncElevenLabs, ElevenLabs
 from elevenlabs import VoiceSettings as ElevenLabsVoiceSettings
 from elevenlabs.core import ApiError, RequestOptions
+from elevenlabs.core.parse_error import ParsingError
 
-from chat.providers.base import ProviderError, SpeechReceipt, SpeechRequest, TTSProvider
+from chat.providers.base import (
+    Alignment,
+    ProviderError,
+    SpeechReceipt,
+    SpeechRequest,
+    TTSModel,
+    TTSProvider,
+    Voice,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,6 +45,27 @@ _clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.A
 
 _MAX_RETRY_AFTER = 10.0
 _CONNECT_TIMEOUT = 5.0
+
+# Models that turn an SSML `<break time="1.5s"/>` (up to 3 s) into a pause. ElevenLabs' help centre
+# ("Do pauses and SSML phoneme tags work with the API?"): every model except Eleven v3 honours break
+# tags; v3 has its own `[pause]` audio tags instead. Listed rather than "all but v3" so a new model
+# family is opted in only once someone has checked it.
+BREAK_MODELS = frozenset(
+    {
+        "eleven_flash_v2_5",
+        "eleven_flash_v2",
+        "eleven_turbo_v2_5",
+        "eleven_turbo_v2",
+        "eleven_multilingual_v2",
+        "eleven_multilingual_v1",
+        "eleven_monolingual_v1",
+    }
+)
+
+
+def breaks_supported(model_id: str) -> bool:
+    """Whether the ElevenLabs model `model_id` honours SSML `<break time="…"/>` tags (v3 does not)."""
+    return model_id in BREAK_MODELS
 
 
 def _shared_client(base_url: str) -> httpx.AsyncClient:
@@ -106,8 +141,106 @@ def _network_error(exc: httpx.TransportError, *, started: bool, timeout: float) 
     return ProviderError("tts_unavailable", "ElevenLabs cannot be reached.", retryable=True)
 
 
+def translate_library_error(exc: ApiError | ParsingError | httpx.TransportError) -> ProviderError:
+    """A failure to list voices or models, in words an operator can act on."""
+    if isinstance(exc, httpx.TimeoutException):
+        return ProviderError("tts_timeout", "ElevenLabs did not answer in time; voices and models are unavailable.")
+    if isinstance(exc, httpx.TransportError):
+        return ProviderError("tts_unavailable", "ElevenLabs cannot be reached; voices and models are unavailable.")
+    status = 0 if isinstance(exc, ParsingError) else exc.status_code or 0
+    if isinstance(exc, ParsingError) or 200 <= status < 300:  # a success whose body is not the vendor's JSON
+        return ProviderError("tts_unavailable", "ElevenLabs answered with a voice or model list we cannot read.")
+    code, message = _detail(exc.body)
+    if code == "invalid_api_key":
+        return ProviderError(
+            "tts_unavailable", "The ElevenLabs API key was rejected; check ELEVENLABS_API_KEY.", status=status
+        )
+    if status in (401, 403):  # e.g. a scoped key without the voices_read or models_read permission
+        return ProviderError("tts_forbidden", f"ElevenLabs refused to list voices or models: {message}", status=status)
+    if status == 429:
+        return ProviderError("rate_limited", "ElevenLabs is rate limiting us; try again shortly.", status=429)
+    return ProviderError(
+        "tts_unavailable", f"ElevenLabs could not list voices or models (HTTP {status}).", status=status
+    )
+
+
+# An admin page waits for these calls: fail fast and show the fallback rather than back off for a minute.
+_NO_RETRIES = cast(RequestOptions, {"max_retries": 0})
+
+
+def _voice(voice: Any) -> Voice:
+    labels = voice.labels or {}
+    return Voice(
+        voice_id=voice.voice_id,
+        name=voice.name or voice.voice_id,
+        category=str(voice.category or ""),
+        description=voice.description or "",
+        language=str(labels.get("language") or ""),
+        preview_url=voice.preview_url or "",
+    )
+
+
+def _model(model: Any) -> TTSModel:
+    return TTSModel(
+        model_id=model.model_id,
+        name=model.name or model.model_id,
+        description=model.description or "",
+        languages=tuple(language.language_id for language in model.languages or ()),
+        max_characters=model.maximum_text_length_per_request,
+    )
+
+
+class _BrokenLine(Exception):
+    """A /stream/with-timestamps line that is not the vendor's JSON: its audio would be lost silently."""
+
+
+def _seconds_to_ms(alignment: Any) -> Alignment | None:
+    """The vendor's alignment object (seconds, start and end) as ours (ms, start and duration), if well formed."""
+    if not isinstance(alignment, dict):
+        return None
+    chars = alignment.get("characters")
+    starts = alignment.get("character_start_times_seconds")
+    ends = alignment.get("character_end_times_seconds")
+    if not (isinstance(chars, list) and isinstance(starts, list) and isinstance(ends, list)):
+        return None
+    if not chars or not len(chars) == len(starts) == len(ends):
+        return None
+    try:
+        start_ms = [round(float(t) * 1000) for t in starts]
+        end_ms = [round(float(t) * 1000) for t in ends]
+    except (TypeError, ValueError):
+        return None
+    durations = tuple(max(0, end - start) for start, end in zip(start_ms, end_ms, strict=True))
+    return Alignment(tuple(str(c) for c in chars), tuple(start_ms), durations)
+
+
+def _joined(first: Alignment | None, second: Alignment) -> Alignment:
+    if first is None:
+        return second
+    return Alignment(
+        chars=first.chars + second.chars,
+        char_start_times_ms=first.char_start_times_ms + second.char_start_times_ms,
+        char_durations_ms=first.char_durations_ms + second.char_durations_ms,
+    )
+
+
+def _timestamped_line(line: str) -> tuple[bytes, Alignment | None]:
+    """The PCM and alignment of one NDJSON line; raises _BrokenLine for anything but the vendor's shape."""
+    try:
+        data = json.loads(line)
+        audio = data.get("audio_base64") or ""
+        pcm = base64.b64decode(audio, validate=True) if audio else b""
+    except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
+        raise _BrokenLine(str(exc)) from None
+    return pcm, _seconds_to_ms(data.get("alignment"))
+
+
 class ElevenLabsTTS(TTSProvider):
-    """PCM from ElevenLabs' streaming endpoint, retried before the first byte, never after."""
+    """PCM from ElevenLabs' streaming endpoints, retried before the first byte, never after.
+
+    With `timestamps` (the default) it asks `/stream/with-timestamps` and yields an Alignment before the
+    audio of each line that has one; without, plain `/stream` and audio only.
+    """
 
     name = "elevenlabs"
 
@@ -122,6 +255,7 @@ class ElevenLabsTTS(TTSProvider):
         timeout: float = 10.0,
         max_retries: int = 2,
         retry_base_delay: float = 0.2,
+        timestamps: bool = True,
     ) -> None:
         if not output_format.startswith("pcm_") or not output_format[4:].isdigit():
             raise ValueError(f"ElevenLabsTTS streams raw PCM only; {output_format!r} is not pcm_<rate>.")
@@ -133,6 +267,7 @@ class ElevenLabsTTS(TTSProvider):
         self.timeout = timeout
         self.max_retries = max(0, max_retries)
         self.retry_base_delay = retry_base_delay
+        self.timestamps = timestamps
 
     def __repr__(self) -> str:  # never show the key
         return f"ElevenLabsTTS(base_url={self.base_url!r}, voice_id={self.voice_id!r}, model_id={self.model_id!r})"
@@ -145,7 +280,49 @@ class ElevenLabsTTS(TTSProvider):
     def output_format(self) -> str:
         return self._output_format
 
-    def _client(self) -> AsyncElevenLabs:
+    @property
+    def default_voice_id(self) -> str:
+        return self.voice_id
+
+    @property
+    def default_model_id(self) -> str:
+        return self.model_id
+
+    def supports_breaks(self, model_id: str = "") -> bool:
+        return breaks_supported(model_id or self.model_id)
+
+    def list_voices(self, *, limit: int) -> list[Voice]:
+        """The account's voices through `voices.search` (GET /v2/voices), page by page up to `limit`."""
+        voices: list[Voice] = []
+        token: str | None = None
+        with self._library() as client:
+            while len(voices) < limit:
+                page = client.voices.search(
+                    next_page_token=token, page_size=min(100, limit - len(voices)), request_options=_NO_RETRIES
+                )
+                voices.extend(_voice(v) for v in page.voices)
+                token = page.next_page_token
+                if not page.has_more or not token:
+                    break
+        return voices[:limit]
+
+    def list_models(self) -> list[TTSModel]:
+        """The account's models that can do text to speech (`models.list`, GET /v1/models)."""
+        with self._library() as client:
+            models = client.models.list(request_options=_NO_RETRIES)
+        return [_model(m) for m in models if m.can_do_text_to_speech]
+
+    @contextlib.contextmanager
+    def _library(self) -> Iterator[ElevenLabs]:
+        """A blocking SDK client on its own connection, closed after use; vendor failures as ProviderError."""
+        with httpx.Client(timeout=self.timeout) as http:
+            try:
+                yield ElevenLabs(api_key=self.api_key, base_url=self.base_url, timeout=self.timeout, httpx_client=http)
+            except (ApiError, ParsingError, httpx.TransportError) as exc:
+                raise translate_library_error(exc) from None
+
+    def client(self) -> AsyncElevenLabs:
+        """An SDK client on the process's shared connection pool (the voice library uses it too)."""
         # The SDK hands its `timeout` to httpx with every request, overriding the pool's (None would
         # mean no timeout at all). It passes the value through untouched, so an httpx.Timeout works and
         # bounds connecting apart from each gap between chunks (the read timeout catches stalls).
@@ -183,42 +360,84 @@ class ElevenLabsTTS(TTSProvider):
             arguments["next_text"] = request.next_text
         return arguments
 
-    async def synthesize(self, request: SpeechRequest, receipt: SpeechReceipt) -> AsyncGenerator[bytes, None]:
-        client = self._client()
+    async def synthesize(
+        self, request: SpeechRequest, receipt: SpeechReceipt
+    ) -> AsyncGenerator[bytes | Alignment, None]:
+        client = self.client()
         arguments = self._arguments(request)
         voice_id = request.voice_id or self.voice_id
+        attempt_once = self._attempt_with_timestamps if self.timestamps else self._attempt
         for attempt in range(self.max_retries + 1):
             started = False
             try:
                 # aclosing: an early close of ours must close the HTTP response now, not at GC.
-                async with aclosing(self._attempt(client, voice_id, arguments, receipt)) as pcm:
-                    async for data in pcm:
+                async with aclosing(attempt_once(client, voice_id, arguments, receipt)) as items:
+                    async for item in items:
                         started = True
-                        yield data
+                        yield item
                 return
             except ApiError as exc:
                 error, headers = translate_api_error(exc), exc.headers
             except httpx.TransportError as exc:
                 error, headers = _network_error(exc, started=started, timeout=self.timeout), None
+            except _BrokenLine as exc:
+                logger.warning("ElevenLabs request %s sent a broken timestamp line: %s", receipt.request_id, exc)
+                message = "ElevenLabs sent audio that could not be read."
+                error, headers = ProviderError("tts_stream_failed", message, retryable=not started), None
             if not error.retryable or attempt == self.max_retries:
                 raise error
             logger.warning("ElevenLabs attempt %d failed (%s); retrying", attempt + 1, error.code)
             await asyncio.sleep(_retry_delay(attempt, self.retry_base_delay, headers))
 
+    @staticmethod
+    def _read_receipt(headers: Mapping[str, str], text: str, receipt: SpeechReceipt) -> None:
+        receipt.request_id = headers.get("request-id", "")
+        cost = headers.get("character-cost", "")
+        receipt.characters = int(cost) if cost.isdigit() else len(text)
+
     async def _attempt(
         self, client: AsyncElevenLabs, voice_id: str, arguments: dict[str, Any], receipt: SpeechReceipt
     ) -> AsyncGenerator[bytes, None]:
-        """One request; the response is closed when this generator is closed, however that happens."""
+        """One `/stream` request; the response is closed when this generator is closed, however that happens."""
         # chunk_size None hands bytes on as they arrive; the SDK's default re-buffers to 1 KiB.
         options = cast(RequestOptions, {"chunk_size": None})
         async with client.text_to_speech.with_raw_response.stream(
             voice_id, **arguments, request_options=options
         ) as response:
-            receipt.request_id = response.headers.get("request-id", "")
-            cost = response.headers.get("character-cost", "")
-            receipt.characters = int(cost) if cost.isdigit() else len(arguments["text"])
+            self._read_receipt(response.headers, arguments["text"], receipt)
             async for data in response.data:
                 if data:
                     if receipt.first_byte_at is None:
                         receipt.first_byte_at = time.monotonic()
                     yield data
+
+    async def _attempt_with_timestamps(
+        self, client: AsyncElevenLabs, voice_id: str, arguments: dict[str, Any], receipt: SpeechReceipt
+    ) -> AsyncGenerator[bytes | Alignment, None]:
+        """One `/stream/with-timestamps` request: per NDJSON line, its alignment (if any) then its PCM.
+
+        The SDK sends the request, reads the headers and raises the vendor's errors, but its parsed lines
+        are not used: it drops a line it cannot parse without a word, which would cut a hole in the audio
+        and shift every later word. The lines are read here instead, and a broken one fails the stream.
+        An alignment whose line carries no audio waits for the next line's, so each one still comes
+        before the audio it times; the vendor's times already count from the request's start.
+        """
+        async with client.text_to_speech.with_raw_response.stream_with_timestamps(voice_id, **arguments) as response:
+            self._read_receipt(response.headers, arguments["text"], receipt)
+            waiting: Alignment | None = None
+            async for line in response._response.aiter_lines():
+                if not line.strip():
+                    continue
+                pcm, alignment = _timestamped_line(line)
+                if alignment is not None:
+                    waiting = _joined(waiting, alignment)
+                if not pcm:
+                    continue
+                if receipt.first_byte_at is None:
+                    receipt.first_byte_at = time.monotonic()
+                if waiting is not None:
+                    yield waiting
+                    waiting = None
+                yield pcm
+            if waiting is not None:
+                yield waiting

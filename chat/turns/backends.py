@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 from chat.limits import Refusal
@@ -32,8 +33,10 @@ def reply_providers(*, agent: Agent, speak: bool) -> ReplyProviders:
         ) from None
     tts: TTSProvider | None = None
     if speak:
+        # An agent on the WebSocket transport speaks through its own alias (a streaming provider).
+        alias = settings.TTS_WEBSOCKET_BACKEND if agent.tts_transport == Agent.TtsTransport.WEBSOCKET else ""
         try:
-            tts = tts_provider(output_format=agent.output_format)
+            tts = tts_provider(alias, output_format=agent.output_format)
         except ImproperlyConfigured as exc:
             logger.error("TTS provider configuration error: %s", exc)
             raise Refusal(

@@ -30,7 +30,9 @@ from chat.speech import SpeechChunk, SpeechChunker
 from chat.turns import audio as audio_store
 from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import turn_database_call
+from chat.turns.stream_relay import StreamingSpeechRelay, speech_relay_for
 from chat.turns.turn import TurnOutput
+from chat.voices import agent_speaks_breaks
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +53,7 @@ class Recital:
     gate: SpeechGate | None = None
     audio: audio_store.PcmBuffer = field(default_factory=audio_store.PcmBuffer)
     error: ProviderError | Refusal | None = None
-    relay: SpeechRelay | None = None
+    relay: SpeechRelay | StreamingSpeechRelay | None = None
     finished: bool = False  # ran to its end (not cancelled): only then is its audio worth keeping
     timing: ReplyTiming = field(default_factory=lambda: ReplyTiming(0))
 
@@ -61,8 +63,8 @@ class Recital:
 
     async def run(self) -> None:
         self.timing = ReplyTiming(self.tts.sample_rate)
-        self.relay = SpeechRelay(self.tts, self, gate=self.gate)
-        chunker = SpeechChunker()
+        self.relay = speech_relay_for(self.tts, self, gate=self.gate)
+        chunker = SpeechChunker(breaks=agent_speaks_breaks(self.agent, self.tts))
         for chunk in [*chunker.feed(self.text), *chunker.flush()]:
             self.relay.add(chunk)
         self.relay.close()

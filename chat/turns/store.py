@@ -74,6 +74,7 @@ class TurnStart:
     user_message: Message
     reply: Message
     history: list[ChatMessage]
+    voice_id: str  # the conversation's voice as stored now (a user may have picked another meanwhile)
 
 
 @turn_database_call
@@ -111,7 +112,8 @@ def turn_begin(
             heartbeat_at=timezone.now(),
         )
     history = history_for(conversation=conversation, agent=agent, context=context)
-    return TurnStart(user_message=user_message, reply=reply, history=history)
+    voice_id = Conversation.objects.filter(pk=conversation.pk).values_list("voice_id", flat=True).first() or ""
+    return TurnStart(user_message=user_message, reply=reply, history=history, voice_id=voice_id)
 
 
 def history_for(*, conversation: Conversation, agent: Agent, context: tuple[str, ...] = ()) -> list[ChatMessage]:

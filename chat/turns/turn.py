@@ -35,6 +35,7 @@ from chat.speech import Chunker, SpeechChunk, SpeechChunker, WholeReplyChunker
 from chat.turns import audio as audio_store
 from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import TurnRecord, turn_begin, turn_finish, turn_progress
+from chat.turns.stream_relay import StreamingSpeechRelay, speech_relay_for
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,8 @@ class TurnSpec:
     started_at: float  # time.monotonic() when the user pressed Send, as near as the server knows
     speak: bool = True  # False: text only, no TTS at all
     whole_reply: bool = False  # speak only once the whole reply is written (the benchmark's baseline)
-    voice_id: str = ""  # a per-conversation voice; blank uses the agent's
+    voice_id: str = ""  # this socket's voice override; blank uses the conversation's, else the agent's
+    breaks: bool = False  # SSML pauses reach the TTS (the agent allows them and its model honours them)
     greeting: str = ""  # saved as the first message when this turn creates the conversation
     greeting_id: uuid.UUID | None = None  # the stored greeting whose audio that first message plays
     context: tuple[str, ...] = ()  # contextual updates the client sent since the last turn
@@ -94,9 +96,10 @@ class Turn:
         rate = session.sample_rate if session is not None else (tts.sample_rate if tts else 0)
         self.record = TurnRecord(sample_rate=rate, tts_backend=self._backend_name(tts, session))
         self.reply_parts: list[str] = []
-        self.relay: SpeechRelay | None = None
+        self.relay: SpeechRelay | StreamingSpeechRelay | None = None
         self.audio = audio_store.PcmBuffer()
         self.message: Message | None = None
+        self.voice_id = spec.voice_id
         self.user_message: Message | None = None
         self._text_ended = False
         self._dirty = asyncio.Event()
@@ -143,6 +146,7 @@ class Turn:
             await self._interrupted()
             raise
         self.user_message, self.message = start.user_message, start.reply
+        self.voice_id = spec.voice_id or start.voice_id
         await self.output.emit(
             {
                 "type": "user_transcript",
@@ -248,9 +252,10 @@ class Turn:
     async def _llm_tts(self, history: list[ChatMessage]) -> None:
         assert self.llm is not None
         if self.tts is not None:
-            self.relay = SpeechRelay(self.tts, self, gate=self.gate)
+            self.relay = speech_relay_for(self.tts, self, gate=self.gate)
         speaker = asyncio.create_task(self.relay.run()) if self.relay else None
-        chunker: Chunker = WholeReplyChunker() if self.spec.whole_reply else SpeechChunker()
+        breaks = self.spec.breaks
+        chunker: Chunker = WholeReplyChunker(breaks=breaks) if self.spec.whole_reply else SpeechChunker(breaks=breaks)
         try:
             async with aclosing(self.llm.stream(history)) as deltas:
                 async for delta in deltas:
@@ -306,7 +311,7 @@ class Turn:
     ) -> SpeechRequest:
         spoken = [s.chunk.text for s in (self.relay.syntheses if self.relay else []) if s.chunk is not chunk]
         return speech_request_for(
-            self.spec.agent, chunk, voice_id=self.spec.voice_id, spoken=spoken, upcoming=upcoming, previous=previous
+            self.spec.agent, chunk, voice_id=self.voice_id, spoken=spoken, upcoming=upcoming, previous=previous
         )
 
     async def speech_audio(self, pcm: bytes, chunk: SpeechChunk, audio_offset: int) -> None:

@@ -11,6 +11,13 @@ permanent with `fake.fail_always(kind)`; over HTTP: `POST /_fake/faults {"kind",
 "always"}`. Kinds are listed in FAULTS. Introspection: `requests` (RecordedRequest per call),
 `open_streams`, `peak_streams`, and over HTTP `GET /_fake/requests`, `/_fake/sends`, `/_fake/state`,
 `POST /_fake/reset`. Send times are `time.monotonic()`, comparable across processes on one machine.
+
+`/stream/with-timestamps` sends the same PCM as `/stream`, one NDJSON line per `chunk_ms` of audio with
+the alignment of the characters whose sound starts in it (null when none does), in seconds from the
+start of the request's audio; `sends` count the PCM bytes of each line. The catalogue (`/v1/voices`,
+`/v2/voices` paginated, `/v1/models`) fails on demand with `fake.fail_library_next(kind)` (LIBRARY_FAULTS)
+and records `library_calls`; voice previews are served, without a key, from the fake's own origin at
+the vendor's bucket path, each download's headers kept in `preview_requests`.
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ from aiohttp import web
 from tests.fakes.elevenlabs_contract import (
     MODELS,
     pcm_for,
+    preview_for,
     rate_and_type,
     timestamped_lines,
     validation_problems,
@@ -38,7 +46,17 @@ from tests.fakes.elevenlabs_contract import (
 )
 from tests.fakes.loopback import LoopbackServer, wait_or_disconnect
 
-__all__ = ["API_KEY", "FAULTS", "KNOWN_VOICES", "FakeElevenLabs", "Fault", "RecordedRequest", "pcm_for"]
+__all__ = [
+    "API_KEY",
+    "FAULTS",
+    "KNOWN_VOICES",
+    "LIBRARY_FAULTS",
+    "FakeElevenLabs",
+    "Fault",
+    "RecordedRequest",
+    "pcm_for",
+    "preview_for",
+]
 
 API_KEY = "test-elevenlabs-key"
 KNOWN_VOICES = ("JBFqnCBsd6RMkjVDRZzb", "21m00Tcm4TlvDq8ikWAM", "EXAVITQu4vr4xnxnyYXq", "pNInz6obpgDQGcFmaJgB")
@@ -53,6 +71,13 @@ FAULTS = (
     "server_error",  # 500 {"status": "internal_server_error", ...} (no detail wrapper)
     "reset",  # 200, two chunks of audio, then the connection is cut
     "stall",  # 200, two chunks of audio, then nothing for `stall_seconds` (or until the client leaves)
+    "garbled",  # 200, two chunks, then a line that is not JSON, then the rest (/stream/with-timestamps only)
+)
+LIBRARY_FAULTS = (
+    "forbidden",  # 401 missing_permissions: a scoped key that may not read voices or models
+    "rate_limited",  # 429
+    "server_error",  # 500 without a detail wrapper
+    "garbage",  # 200 with a body that is not the vendor's JSON
 )
 _BREAK_AFTER_CHUNKS = 2
 
@@ -77,7 +102,7 @@ class RecordedRequest:
     status: int = 200
     fault: str = ""
     request_id: str = ""
-    sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, bytes) per chunk
+    sends: list[tuple[float, int]] = field(default_factory=list)  # (monotonic send time, PCM bytes) per chunk
     pcm: bytearray = field(default_factory=bytearray)
     finished: bool = False
     disconnected_early: bool = False
@@ -117,6 +142,9 @@ class FakeElevenLabs(LoopbackServer):
         self.always: Fault | None = None
         self.open_streams = 0
         self.peak_streams = 0
+        self.library_faults: list[str] = []  # for the next /v1/voices, /v2/voices or /v1/models calls
+        self.library_calls: list[tuple[str, dict[str, str]]] = []  # (path, query) per catalogue call
+        self.preview_requests: list[dict[str, str]] = []  # the headers of each preview download
         self._ids = itertools.count(1)
 
     # --- control -----------------------------------------------------------------------------
@@ -128,13 +156,22 @@ class FakeElevenLabs(LoopbackServer):
         """Answer every text-to-speech request with `kind` until `clear_faults()`."""
         self.always = Fault(_known(kind), retry_after)
 
+    def fail_library_next(self, kind: str, times: int = 1) -> None:
+        """Answer the next `times` voice or model list calls with `kind` (LIBRARY_FAULTS)."""
+        if kind not in LIBRARY_FAULTS:
+            raise ValueError(f"unknown library fault {kind!r}; known: {', '.join(LIBRARY_FAULTS)}")
+        self.library_faults.extend([kind] * times)
+
     def clear_faults(self) -> None:
         self.faults.clear()
+        self.library_faults.clear()
         self.always = None
 
     def reset(self) -> None:
         self.clear_faults()
         self.requests.clear()
+        self.library_calls.clear()
+        self.preview_requests.clear()
         self.peak_streams = self.open_streams
 
     def tts_requests(self) -> list[RecordedRequest]:
@@ -155,6 +192,7 @@ class FakeElevenLabs(LoopbackServer):
         app.router.add_get("/v1/voices", self.voices_v1)
         app.router.add_get("/v2/voices", self.voices_v2)
         app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/eleven-public-prod/premade/voices/{voice_id}/preview.mp3", self.preview)
         app.router.add_post("/_fake/faults", self.control_faults)
         app.router.add_post("/_fake/reset", self.control_reset)
         app.router.add_get("/_fake/requests", self.control_requests)
@@ -223,7 +261,7 @@ class FakeElevenLabs(LoopbackServer):
         rate, content_type = rate_and_type(record.query["output_format"])
         pcm = pcm_for(record.body["text"], rate, self.ms_per_char)
         chunk_bytes = max(2, round(rate * self.chunk_ms / 1000) * 2)
-        chunks = [pcm[i : i + chunk_bytes] for i in range(0, len(pcm), chunk_bytes)]
+        chunks = [(pcm[i : i + chunk_bytes],) * 2 for i in range(0, len(pcm), chunk_bytes)]
         async with _OpenStream(self, record):
             await wait_or_disconnect(request, self.first_byte_ms / 1000)
             response = self._response(record, content_type)
@@ -238,12 +276,17 @@ class FakeElevenLabs(LoopbackServer):
         text = record.body["text"]
         rate, _ = rate_and_type(record.query["output_format"])
         pcm = pcm_for(text, rate, self.ms_per_char)
-        lines = [json.dumps(line).encode() + b"\n" for line in timestamped_lines(text, pcm, rate, self.ms_per_char)]
+        lines = [
+            (json.dumps(line).encode() + b"\n", audio)
+            for line, audio in timestamped_lines(text, pcm, rate, self.ms_per_char, self.chunk_ms)
+        ]
+        if record.fault == "garbled":
+            lines.insert(min(_BREAK_AFTER_CHUNKS, len(lines)), (b'{"audio_base64": "AAAA", "align\n', b""))
         async with _OpenStream(self, record):
             await wait_or_disconnect(request, self.first_byte_ms / 1000)
             response = self._response(record, "application/json")
             await response.prepare(request)
-            await self._send(request, response, record, lines, rate, paced=False)
+            await self._send(request, response, record, lines, rate)
         return response
 
     def _response(self, record: RecordedRequest, content_type: str) -> web.StreamResponse:
@@ -255,22 +298,22 @@ class FakeElevenLabs(LoopbackServer):
         request: web.Request,
         response: web.StreamResponse,
         record: RecordedRequest,
-        chunks: list[bytes],
+        chunks: list[tuple[bytes, bytes]],
         rate: int,
-        paced: bool = True,
     ) -> None:
+        """Write (wire bytes, the PCM they carry) pairs, paced by the audio already sent when real time."""
         start = time.monotonic()
         sent_samples = 0
-        for index, chunk in enumerate(chunks):
+        for index, (wire, pcm) in enumerate(chunks):
             if index == _BREAK_AFTER_CHUNKS and record.fault in ("reset", "stall"):
                 await self._break(request, record.fault)
-            if self.realtime and paced:  # chunk i leaves at t0 + the audio duration already sent
+            if self.realtime:  # chunk i leaves at t0 + the audio duration already sent
                 await wait_or_disconnect(request, start + sent_samples / rate - time.monotonic(), self.pace_poll)
-            await response.write(chunk)
-            self._log_send(record, len(chunk))
+            await response.write(wire)
+            self._log_send(record, len(pcm))
             if self.keep_audio:  # a long benchmark keeps send times only, not every byte
-                record.pcm.extend(chunk)
-            sent_samples += len(chunk) // 2
+                record.pcm.extend(pcm)
+            sent_samples += len(pcm) // 2
         await response.write_eof()
         record.finished = True
 
@@ -288,20 +331,41 @@ class FakeElevenLabs(LoopbackServer):
             request.transport.abort()
         raise ConnectionResetError("fault injected: connection reset mid-stream")
 
-    def _unauthorized(self, request: web.Request) -> web.Response | None:
-        if request.headers.get("xi-api-key") == self.api_key:
-            return None
-        return _detail(401, "invalid_api_key", "Invalid API key")
+    def _library_refusal(self, request: web.Request) -> web.Response | None:
+        self.library_calls.append((request.path, dict(request.query)))
+        if request.headers.get("xi-api-key") != self.api_key:
+            return _detail(401, "invalid_api_key", "Invalid API key")
+        kind = self.library_faults.pop(0) if self.library_faults else ""
+        if kind == "forbidden":
+            message = "The API key you used is missing the permission voices_read to execute this operation."
+            return _detail(401, "missing_permissions", message)
+        if kind == "rate_limited":
+            return _detail(429, "too_many_concurrent_requests", "Too many concurrent requests.")
+        if kind == "server_error":
+            return web.json_response({"status": "internal_server_error", "message": "Internal error."}, status=500)
+        if kind == "garbage":
+            return web.Response(text="<html>bad gateway</html>", content_type="text/html")
+        return None
+
+    def _preview_base(self, request: web.Request) -> str:
+        return f"{request.scheme}://{request.host}"
 
     async def voices_v1(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response({"voices": [voice_json(v) for v in self.voices]})
+        if (refused := self._library_refusal(request)) is not None:
+            return refused
+        base = self._preview_base(request)
+        return web.json_response({"voices": [voice_json(v, base) for v in self.voices]})
 
     async def voices_v2(self, request: web.Request) -> web.Response:
-        if (refused := self._unauthorized(request)) is not None:
+        if (refused := self._library_refusal(request)) is not None:
             return refused
         size = int(request.query.get("page_size", "10"))
+        if not 1 <= size <= 100:
+            errors = [{"loc": ["query", "page_size"], "msg": "must be between 1 and 100", "type": "value_error"}]
+            return web.json_response({"detail": errors}, status=422)
         start = int(request.query.get("next_page_token") or 0)
-        page = [voice_json(v) for v in self.voices[start : start + size]]
+        base = self._preview_base(request)
+        page = [voice_json(v, base) for v in self.voices[start : start + size]]
         more = start + size < len(self.voices)
         return web.json_response(
             {
@@ -313,7 +377,21 @@ class FakeElevenLabs(LoopbackServer):
         )
 
     async def models(self, request: web.Request) -> web.Response:
-        return self._unauthorized(request) or web.json_response(MODELS)
+        return self._library_refusal(request) or web.json_response(MODELS)
+
+    async def preview(self, request: web.Request) -> web.StreamResponse:
+        """A voice's sample on the public file host: no key needed, sent in pieces."""
+        self.preview_requests.append({k.lower(): v for k, v in request.headers.items()})
+        voice_id = request.match_info["voice_id"]
+        if voice_id not in self.voices:
+            return web.Response(status=404, text="NoSuchKey")
+        body = preview_for(voice_id)
+        response = web.StreamResponse(headers={"Content-Type": "audio/mpeg", "Content-Length": str(len(body))})
+        await response.prepare(request)
+        for start in range(0, len(body), 8192):
+            await response.write(body[start : start + 8192])
+        await response.write_eof()
+        return response
 
     # --- test control ------------------------------------------------------------------------
     async def control_faults(self, request: web.Request) -> web.Response:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import base64
 import functools
+import io
 import math
 import struct
+import wave
 import zlib
 from typing import Any
 
@@ -56,31 +58,77 @@ def validation_problems(query: dict[str, str], body: dict[str, Any]) -> list[tup
     return problems
 
 
-def timestamped_lines(text: str, pcm: bytes, rate: int, ms_per_char: float) -> list[dict[str, Any]]:
-    """NDJSON lines of /stream/with-timestamps: ten characters of audio and alignment per line."""
+def timestamped_lines(
+    text: str, pcm: bytes, rate: int, ms_per_char: float, chunk_ms: float
+) -> list[tuple[dict[str, Any], bytes]]:
+    """NDJSON lines of /stream/with-timestamps, each with the PCM it carries.
+
+    Like the vendor's: every line holds `chunk_ms` of audio and the alignment of the characters whose sound
+    starts in it, null when none does; times are seconds from the start of the request's audio, not of the
+    line, and `alignment` and `normalized_alignment` cover the text exactly once across the lines.
+    """
     per_char = ms_per_char / 1000
-    lines = []
-    for start in range(0, len(text), 10):
-        chars = list(text[start : start + 10])
-        alignment = {
-            "characters": chars,
-            "character_start_times_seconds": [(start + i) * per_char for i in range(len(chars))],
-            "character_end_times_seconds": [(start + i + 1) * per_char for i in range(len(chars))],
+    chunk_bytes = max(2, round(rate * chunk_ms / 1000) * 2)
+    lines: list[tuple[dict[str, Any], bytes]] = []
+    first = 0
+    for offset in range(0, len(pcm), chunk_bytes):
+        piece = pcm[offset : offset + chunk_bytes]
+        ends_at = (offset + len(piece)) / 2 / rate
+        last = len(text) if offset + chunk_bytes >= len(pcm) else min(len(text), math.ceil(ends_at / per_char - 1e-9))
+        alignment = _alignment(text, first, last, per_char) if last > first else None
+        first = max(first, last)
+        line = {
+            "audio_base64": base64.b64encode(piece).decode(),
+            "alignment": alignment,
+            "normalized_alignment": alignment,
         }
-        end = len(pcm) if start + 10 >= len(text) else round((start + 10) * per_char * rate) * 2
-        piece = pcm[round(start * per_char * rate) * 2 : end]
-        lines.append(
-            {
-                "audio_base64": base64.b64encode(piece).decode(),
-                "alignment": alignment,
-                "normalized_alignment": alignment,
-            }
-        )
+        lines.append((line, piece))
     return lines
 
 
-def voice_json(voice_id: str) -> dict[str, Any]:
-    return {"voice_id": voice_id, "name": f"Voice {voice_id[:4]}", "category": "premade", "labels": {}}
+def _alignment(text: str, first: int, last: int, per_char: float) -> dict[str, list[Any]]:
+    indices = range(first, last)
+    return {
+        "characters": [text[i] for i in indices],
+        "character_start_times_seconds": [round(i * per_char, 3) for i in indices],
+        "character_end_times_seconds": [round((i + 1) * per_char, 3) for i in indices],
+    }
+
+
+VOICE_NAMES = {
+    "JBFqnCBsd6RMkjVDRZzb": ("George", "premade"),
+    "21m00Tcm4TlvDq8ikWAM": ("Rachel", "premade"),
+    "EXAVITQu4vr4xnxnyYXq": ("Sarah", "premade"),
+    "pNInz6obpgDQGcFmaJgB": ("Adam", "premade"),
+}
+
+
+def voice_json(voice_id: str, preview_base: str = "") -> dict[str, Any]:
+    """A voice as /v2/voices lists it; the preview lives on a public file host, like the vendor's bucket."""
+    name, category = VOICE_NAMES.get(voice_id, (f"Voice {voice_id[:4]}", "cloned"))
+    return {
+        "voice_id": voice_id,
+        "name": name,
+        "category": category,
+        "description": f"{name}, a test voice.",
+        "labels": {"accent": "american", "language": "en"},
+        "preview_url": f"{preview_base}/eleven-public-prod/premade/voices/{voice_id}/preview.mp3"
+        if preview_base
+        else None,
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def preview_for(voice_id: str) -> bytes:
+    """A voice's sample on the file host: a second of its tone as WAV. The vendor's are MP3; the fake
+    encodes nothing, and browsers sniff the container, so it still plays under the vendor's audio/mpeg."""
+    out = io.BytesIO()
+    with wave.open(out, "wb") as wav:
+        wav.setnchannels(1)
+        wav.setsampwidth(2)
+        wav.setframerate(22050)
+        wav.writeframes(pcm_for(f"Preview of {voice_id}", 22050, ms_per_char=1000 / 35))
+    return out.getvalue()
 
 
 LANGUAGES = [{"language_id": "en", "name": "English"}, {"language_id": "de", "name": "German"}]
@@ -89,4 +137,8 @@ MODELS = [
      "can_be_finetuned": False, "maximum_text_length_per_request": 40000, "languages": LANGUAGES},
     {"model_id": "eleven_multilingual_v2", "name": "Eleven Multilingual v2", "can_do_text_to_speech": True,
      "can_be_finetuned": True, "maximum_text_length_per_request": 10000, "languages": LANGUAGES},
+    {"model_id": "eleven_v3", "name": "Eleven v3", "can_do_text_to_speech": True,
+     "can_be_finetuned": False, "maximum_text_length_per_request": 5000, "languages": LANGUAGES},
+    {"model_id": "eleven_multilingual_sts_v2", "name": "Eleven Multilingual v2 (speech to speech)",
+     "can_do_text_to_speech": False, "can_do_voice_conversion": True, "languages": LANGUAGES},
 ]  # fmt: skip
