@@ -6,15 +6,14 @@ seen from the start.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
-from typing import cast
+from typing import Any, cast
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, ViewportSize, expect
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
 
 from tests import servers
-from tests.browser.helpers import ARTIFACTS, conversation_id, player, record_activity, reply_to, wait_until
+from tests.browser.helpers import ARTIFACTS, conversation_id, player, record_activity, reply_to, send, wait_until
 from tests.fakes.elevenlabs import FakeElevenLabs
 
 pytestmark = pytest.mark.browser
@@ -153,64 +152,57 @@ def test_it_makes_the_conversation_list_a_drawer_on_a_phone(signed_in: BrowserCo
     expect(page.locator(".message.user .body")).to_have_text(["A conversation typed on a phone."])
 
 
-def timed_words(text: str, duration_ms: int) -> list[list[int]]:
-    """Word timings for `text` spread evenly over its audio, shaped as the server stores them."""
-    spans = [m.span() for m in re.finditer(r"[A-Za-z']+", text)]
-    step = duration_ms / max(1, len(spans))
-    return [[start, end, round(i * step), round((i + 0.8) * step)] for i, (start, end) in enumerate(spans)]
+SAMPLE_LIT_WORDS = """async () => {
+  const out = [];
+  for (let i = 0; i < 30; i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    const lit = document.querySelector('.w.now');
+    out.push({lit: lit ? Number(lit.dataset.w) : null, heard: window.__voicechat.player.turnPlayedMs});
+  }
+  return out;
+}"""
 
 
-def test_it_lights_the_word_being_heard_on_replay_and_seeks_to_a_clicked_word(
+def assert_in_step(samples: list[dict[str, Any]], words: list[list[int]]) -> None:
+    """The lit word moves forwards with the audio and is the one being heard (within the ~40 ms reports)."""
+    lit = [s["lit"] for s in samples if s["lit"] is not None]
+    assert len(set(lit)) > 5, samples
+    assert lit == sorted(lit), samples
+    for sample in samples:
+        if sample["lit"] is not None:
+            start, end = words[sample["lit"]][2], words[sample["lit"]][3]
+            assert start - 150 <= sample["heard"] <= end + 400, (sample, start, end)
+
+
+def test_it_lights_the_word_being_heard_live_and_on_replay_and_seeks_to_a_clicked_word(
     signed_in: BrowserContext, app: servers.App
 ) -> None:
-    # Until the TTS provider reports alignment, the stored reply's word timings are added to the
-    # messages API answer here; everything else (playback, highlight, seeking) is the real page.
     page = open_chat(signed_in, app)
-    reply = reply_to(page, "Light up my words.")
+    expect(
+        page.get_by_role("article", name="Assistant's greeting").get_by_role("button", name="Replay this reply")
+    ).to_be_visible()
+    wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the greeting to play out")
+    send(page, "Light up my words.")
+    live = page.evaluate(SAMPLE_LIT_WORDS)
+    reply = page.locator(".message.assistant").last
+    expect(reply).to_have_attribute("data-status", "complete", timeout=30000)
     reply_id = reply.get_attribute("data-message-id")
-
-    def with_words(route: Route) -> None:
-        response = route.fetch()
-        body = response.json()
-        for message in body["results"]:
-            if message["id"] == reply_id:
-                message["words"] = timed_words(message["text"], message["audio_duration_ms"])
-        route.fulfill(response=response, json=body)
-
     stored = page.request.get(f"{app.url}/api/conversations/{conversation_id(page)}/messages/").json()["results"]
-    message = next(m for m in stored if m["id"] == reply_id)
-    timings = timed_words(message["text"], message["audio_duration_ms"])
-    page.route("**/api/conversations/*/messages/**", with_words)
-    page.reload()
+    words = next(m for m in stored if m["id"] == reply_id)["words"]
+    assert len(words) > 20
+    assert_in_step(live, words)
+    wait_until(lambda: player(page)["state"] == "idle", timeout=40, what="the reply to play out")
+
+    page.reload()  # the stored reply, its timings from the API
     reply = page.locator(f'.message[data-message-id="{reply_id}"]')
     expect(reply.locator(".w").first).to_be_visible()
-    words = reply.locator(".w").evaluate_all("all => all.map((w) => Number(w.dataset.w))")
-    assert len(set(words)) > 20
-
     reply.get_by_role("button", name="Replay this reply").click()
-    samples = page.evaluate(
-        """async () => {
-          const out = [];
-          for (let i = 0; i < 30; i++) {
-            await new Promise((r) => setTimeout(r, 100));
-            const lit = document.querySelector('.w.now');
-            out.push({lit: lit ? Number(lit.dataset.w) : null, heard: window.__voicechat.player.turnPlayedMs});
-          }
-          return out;
-        }"""
-    )
-    lit = [s["lit"] for s in samples if s["lit"] is not None]
-    assert len(set(lit)) > 5, samples  # the highlight moves along
-    assert lit == sorted(lit), samples  # forwards only, with the audio
-    for sample in samples:  # and it is the word being heard, to within the page's ~40 ms reports
-        if sample["lit"] is not None:
-            start, end = timings[sample["lit"]][2], timings[sample["lit"]][3]
-            assert start - 150 <= sample["heard"] <= end + 400, (sample, start, end)
+    assert_in_step(page.evaluate(SAMPLE_LIT_WORDS), words)
     expect(reply.locator(".w.now").first).to_be_visible()
     reply.screenshot(path=str(servers.ROOT / "docs" / "screenshot-words.png"))
     page.get_by_role("button", name="Stop").click()
 
-    target = reply.locator(".w").nth(len(words) * 2 // 3)
+    target = reply.locator(".w").nth(reply.locator(".w").count() * 2 // 3)
     index = int(target.get_attribute("data-w") or 0)
     target.click()  # seeks: plays from that word
     expect(reply.get_by_role("button", name="Pause this reply")).to_be_visible()
