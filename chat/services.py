@@ -48,6 +48,12 @@ def conversation_get(*, owner: User | AnonymousUser, conversation_id: uuid.UUID 
         raise Conversation.DoesNotExist(f"No conversation {conversation_id}.") from None
 
 
+def conversation_latest(*, owner: User | AnonymousUser) -> Conversation | None:
+    """`owner`'s most recently active conversation that has a message, if any."""
+    conversations = Conversation.objects.filter(owner_id=owner.pk, messages__isnull=False).select_related("agent")
+    return conversations.order_by("-updated_at").first()
+
+
 def conversation_create(*, owner: User, agent: Agent | None = None, title: str = "") -> Conversation:
     return Conversation.objects.create(owner=owner, agent=agent or agent_default(), title=title[:TITLE_MAX_CHARS])
 

@@ -9,6 +9,7 @@ import uuid
 import pytest
 from django.contrib.auth import get_user_model
 
+from chat.models import Conversation, Message
 from tests.conftest import PASSWORD
 
 pytestmark = pytest.mark.django_db
@@ -30,12 +31,13 @@ def test_it_redirects_anonymous_pages_to_login(client, conversation, url) -> Non
     assert response["Location"] == f"/accounts/login/?next={url}"
 
 
-def test_it_serves_the_chat_page_with_its_config(client_alice, agent) -> None:
+def test_it_serves_the_chat_page_with_its_config(client_alice, agent, settings) -> None:
     response = client_alice.get("/")
     assert response.status_code == 200
     config = page_config(response.content.decode())
     assert config == {
         "conversation_id": None,
+        "latest_conversation_id": None,
         "ws_path": "/v1/convai/conversation",
         "max_message_chars": 4000,
         "agents": [
@@ -48,6 +50,8 @@ def test_it_serves_the_chat_page_with_its_config(client_alice, agent) -> None:
             }
         ],
         "username": "alice",
+        "audio_format": "pcm_22050" if settings.TTS_BACKEND == "espeak" else settings.ELEVENLABS_OUTPUT_FORMAT,
+        "login_url": "/accounts/login/",
     }
     assert '<div id="root"' in response.content.decode()
     assert "csrftoken" in response.cookies
@@ -57,6 +61,26 @@ def test_it_opens_one_of_my_conversations(client_alice, conversation, settings) 
     settings.MAX_MESSAGE_CHARS = 123
     config = page_config(client_alice.get(f"/c/{conversation.id}/").content.decode())
     assert (config["conversation_id"], config["max_message_chars"]) == (str(conversation.id), 123)
+
+
+def test_it_lands_a_returning_user_on_the_latest_conversation_with_a_message(client_alice, user, agent) -> None:
+    older = Conversation.objects.create(owner=user, agent=agent, title="Older")
+    Message.objects.create(conversation=older, role=Message.Role.USER, text="hi", status=Message.Status.COMPLETE)
+    latest = Conversation.objects.create(owner=user, agent=agent, title="Latest")
+    Message.objects.create(conversation=latest, role=Message.Role.USER, text="hi", status=Message.Status.COMPLETE)
+    Conversation.objects.create(owner=user, agent=agent)  # never got a message: nothing to land on
+    config = page_config(client_alice.get("/").content.decode())
+    assert config["latest_conversation_id"] == str(latest.id)
+    assert page_config(client_alice.get(f"/c/{older.id}/").content.decode())["latest_conversation_id"] is None
+
+
+def test_it_makes_the_page_ready_for_the_format_its_agent_speaks_in(client_alice, user, agent, settings) -> None:
+    settings.TTS_BACKEND = "elevenlabs"  # a provider that takes the agent's format (eSpeak has its own)
+    agent.output_format = "pcm_16000"
+    agent.save()
+    conversation = Conversation.objects.create(owner=user, agent=agent, title="Slow")
+    assert page_config(client_alice.get(f"/c/{conversation.id}/").content.decode())["audio_format"] == "pcm_16000"
+    assert page_config(client_alice.get("/").content.decode())["audio_format"] == "pcm_16000"  # the default agent
 
 
 def test_it_escapes_agent_names_in_the_page_config(client_alice, agent) -> None:

@@ -128,6 +128,15 @@ def spec_for(conversation: Conversation, **overrides: Any) -> TurnSpec:
     )
 
 
+async def test_it_names_the_users_own_message_in_user_transcript(conversation) -> None:
+    out = Recorder()
+    reply = await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=ScriptedTTS()).run()
+    user = await Message.objects.filter(conversation=conversation, role=Message.Role.USER).afirst()
+    assert user is not None
+    # The page shows the two as separate bubbles keyed by these ids: the same id would merge them.
+    assert out.of("user_transcript")[0]["message_id"] == str(user.id) != str(reply.id)
+
+
 async def test_it_streams_text_then_speaks_each_chunk_in_order(conversation) -> None:
     out, tts = Recorder(), ScriptedTTS()
     message = await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=tts).run()

@@ -150,7 +150,10 @@ class Turn:
         await self.output.emit(
             {
                 "type": "user_transcript",
-                "user_transcription_event": {"user_transcript": start.user_message.text, "message_id": self.message_id},
+                "user_transcription_event": {
+                    "user_transcript": start.user_message.text,
+                    "message_id": str(start.user_message.id),  # the user's own message; the reply has its own id
+                },
             }
         )
         progress = asyncio.create_task(self._save_progress(), name=f"progress-{self.message_id}")

@@ -1,19 +1,33 @@
 // The message list: older pages load when scrolled to the top; new text keeps the view at the bottom.
 import { useLayoutEffect, useRef } from "react";
-import { Markdown } from "./markdown";
-import type { ChatMessage } from "./protocol";
+import type { ChatMessage } from "./chat";
+import { MessageView } from "./MessageView";
+import type { NowPlaying, Player } from "./player";
+import type { ReplayState } from "./replays";
+
+export interface PlaybackControls {
+  player: Player;
+  now: NowPlaying;
+  replay: ReplayState | null;
+  /** A turn runs: an on-demand Play waits until it has finished. */
+  busy: boolean;
+  onPlay: (message: ChatMessage, fromMs?: number) => void;
+  onPause: () => void;
+  onSpeak: (message: ChatMessage) => void;
+}
 
 interface TranscriptProps {
   messages: ChatMessage[];
+  /** Shown while the conversation has no message (the agent's first message, when it has one). */
   greeting: string;
   hasOlder: boolean;
   onOlder: () => Promise<void>;
-  onReplay: (message: ChatMessage) => void;
   /** Changes when another conversation opens: the view jumps to its bottom. */
   conversationKey: string;
+  playback: PlaybackControls;
 }
 
-export function Transcript({ messages, greeting, hasOlder, onOlder, onReplay, conversationKey }: TranscriptProps) {
+export function Transcript({ messages, greeting, hasOlder, onOlder, conversationKey, playback }: TranscriptProps) {
   const box = useRef<HTMLDivElement>(null);
   const stick = useRef(true); // follow new text while the reader is at the bottom
   const anchor = useRef<number | null>(null); // scrollHeight before older messages were prepended
@@ -61,39 +75,14 @@ export function Transcript({ messages, greeting, hasOlder, onOlder, onReplay, co
           Load older messages
         </button>
       )}
-      {!messages.length && greeting && (
-        <p className="greeting">
-          {greeting}
+      {!messages.length && (
+        <p className="empty">
+          {greeting || "Type a message below to start. Replies are written and spoken as they arrive."}
         </p>
       )}
       {messages.map((m) => (
-        <MessageView key={m.id} message={m} onReplay={onReplay} />
+        <MessageView key={m.id} message={m} playback={playback} />
       ))}
     </div>
-  );
-}
-
-function MessageView({ message: m, onReplay }: { message: ChatMessage; onReplay: (message: ChatMessage) => void }) {
-  const label = m.role === "assistant" ? "Assistant" : "You";
-  return (
-    <article className={`message ${m.role}`} data-status={m.status} data-message-id={m.id} aria-label={label}>
-      <div className="body">{m.role === "assistant" ? <Markdown text={m.text} /> : <p>{m.text}</p>}</div>
-      <footer>
-        {m.status === "streaming" && <span className="badge live">writing…</span>}
-        {m.status === "interrupted" && <span className="badge">interrupted</span>}
-        {m.status === "failed" && (
-          <span className="badge error" title={m.error_message || undefined}>
-            failed
-          </span>
-        )}
-        {m.audio_status === "failed" && <span className="badge error">audio failed</span>}
-        {m.audio_status === "partial" && m.status !== "interrupted" && <span className="badge">audio partial</span>}
-        {m.role === "assistant" && m.audio_url && (
-          <button type="button" className="replay" onClick={() => onReplay(m)} aria-label="Replay this reply">
-            ▶ Replay
-          </button>
-        )}
-      </footer>
-    </article>
   );
 }

@@ -1,5 +1,5 @@
 // REST calls with the session cookie and Django's CSRF token.
-import type { ChatMessage } from "./protocol";
+import type { ChatMessage } from "./chat";
 
 export interface Conversation {
   id: string;

@@ -1,7 +1,7 @@
 import "./app.css";
 import { createRoot } from "react-dom/client";
 import { App, type AppConfig } from "./App";
-import { voicechat } from "./hook";
+import { voicechat } from "./counters";
 import { DEFAULT_PREBUFFER_MS } from "./player";
 
 window.__voicechat = voicechat;

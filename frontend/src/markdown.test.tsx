@@ -1,10 +1,26 @@
 import { renderToStaticMarkup } from "react-dom/server";
-import { Markdown } from "./markdown";
+import { Markdown, plainText } from "./markdown";
+import type { WordTiming } from "./protocol";
 
-const html = (text: string) => renderToStaticMarkup(<Markdown text={text} />);
+/** The timed words of `source` at their offsets, as the server sends them (times are not looked at here). */
+function timed(source: string, ...words: string[]): WordTiming[] {
+  let from = 0;
+  return words.map((word, i) => {
+    const start = source.indexOf(word, from);
+    from = start + word.length;
+    return [start, start + word.length, i * 100, i * 100 + 90];
+  });
+}
+
+/** The text of each word span, by its data-w index. */
+function spans(out: string): [number, string][] {
+  return [...out.matchAll(/<span class="w" data-w="(\d+)">([^<]*)<\/span>/g)].map((m) => [Number(m[1]), m[2]]);
+}
+
+const html = (text: string, words?: WordTiming[], streaming = false) => renderToStaticMarkup(<Markdown text={text} words={words} streaming={streaming} />);
 
 /** Every tag the renderer may produce; anything else in the output would be injected markup. */
-const ALLOWED_TAGS = new Set(["p", "strong", "em", "code", "pre", "a", "h3", "h4", "ul", "ol", "li", "blockquote", "br"]);
+const ALLOWED_TAGS = new Set(["p", "strong", "em", "code", "pre", "a", "h3", "h4", "ul", "ol", "li", "blockquote", "br", "span"]);
 
 function assertSafe(out: string): void {
   for (const [, tag] of out.matchAll(/<\/?([a-zA-Z0-9-]+)/g)) expect(ALLOWED_TAGS).toContain(tag.toLowerCase());
@@ -66,4 +82,73 @@ describe("Markdown", () => {
     assertSafe(out);
     expect(out).toContain("&quot;onmouseover=&quot;");
   });
+
+  it("never shows SSML pauses, and holds back one that is still arriving", () => {
+    expect(html('One.<break time="1.5s"/> Two.')).toBe("<p>One. Two.</p>");
+    expect(html("One.<break time='2s' /> Two. <BREAK time=\"1s\"/>")).toBe("<p>One. Two. </p>");
+    expect(html('Wait.<break time="1.', undefined, true)).toBe("<p>Wait.</p>");
+    expect(html("a <b", undefined, false)).toBe("<p>a &lt;b</p>"); // once complete, text is text
+  });
+});
+
+describe("Markdown with word timings", () => {
+  it("wraps each timed word where it is rendered, past the markup around it", () => {
+    const source = "### Hello there\n\nGood **question** about `code` and [links](https://example.com).";
+    const words = timed(source, "Hello", "there", "Good", "question", "about", "code", "and", "links");
+    const out = html(source, words);
+    expect(spans(out)).toEqual([
+      [0, "Hello"],
+      [1, "there"],
+      [2, "Good"],
+      [3, "question"],
+      [4, "about"],
+      [5, "code"],
+      [6, "and"],
+      [7, "links"],
+    ]);
+    expect(out).toContain('<strong><span class="w" data-w="3">question</span></strong>');
+    expect(out).toContain('<a href="https://example.com" target="_blank" rel="noopener noreferrer nofollow"><span class="w" data-w="7">links</span></a>');
+    assertSafe(out);
+  });
+
+  it("finds words in list items, quotes and later paragraphs", () => {
+    const source = "Intro line.\n\n- first item\n2. second item\n\n> quoted words\n\nLast one.";
+    const words = timed(source, "Intro", "first", "second", "quoted", "Last");
+    expect(spans(html(source, words)).map(([, text]) => text)).toEqual(["Intro", "first", "second", "quoted", "Last"]);
+  });
+
+  it("gives a word split by markup one index on every piece", () => {
+    const source = "un**believ**able";
+    const out = html(source, [[0, 16, 0, 500]]);
+    expect(spans(out)).toEqual([
+      [0, "un"],
+      [0, "believ"],
+      [0, "able"],
+    ]);
+  });
+
+  it("keeps offsets right after a pause that is not shown", () => {
+    const source = 'Stop.<break time="1s"/> Go now.';
+    const out = html(source, timed(source, "Stop", "Go", "now"));
+    expect(spans(out)).toEqual([
+      [0, "Stop"],
+      [1, "Go"],
+      [2, "now"],
+    ]);
+    expect(out).not.toContain("break");
+  });
+
+  it("renders the same text as without timings", () => {
+    const source = "# Title\n\nSome *emphasis* and `code`.\n\n```\nblock\n```";
+    const words = timed(source, "Title", "Some", "emphasis", "and");
+    const strip = (out: string) => out.replace(/<\/?span[^>]*>/g, "");
+    expect(strip(html(source, words))).toBe(html(source));
+  });
+});
+
+
+it("says the rendered text without its markup, for screen readers", () => {
+  expect(plainText('### Title\n\nGood **bold** and `code`, [a link](https://x.example).<break time="1s"/>\n\n- one\n- two')).toBe(
+    "Title\nGood bold and code, a link.\none\ntwo",
+  );
 });

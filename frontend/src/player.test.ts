@@ -1,4 +1,5 @@
-import { counters, outputTimeOf, parseWav, Player } from "./player";
+import { counters } from "./counters";
+import { outputTimeOf, parseWav, Player } from "./player";
 
 function wav(samples: number[], rate = 22050, extraChunk = false): ArrayBuffer {
   const extra = extraChunk ? 12 : 0;

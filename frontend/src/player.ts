@@ -1,44 +1,43 @@
 // The gapless PCM player: an AudioWorklet queue fed from the socket's audio events (or a stored WAV).
 //
-// The AudioContext is created at the PCM rate the server announces (pcm_24000 → 24 kHz), so samples go
-// to the worklet untouched and the browser's own high-quality resampler converts to the device rate.
-// Where a browser refuses that rate, the context runs at its default rate and LinearResampler converts.
+// The AudioContext is created with the page at the PCM rate the server will announce (pcm_24000 →
+// 24 kHz), so samples go to the worklet untouched and the browser's own resampler converts to the device
+// rate; where a browser refuses that rate, the context runs at its default rate and LinearResampler
+// converts. Browsers keep a context made before any click suspended: unlock() resumes it inside the
+// first click or key press, so nothing is created or loaded at the moment the user presses Send.
+//
+// Everything played belongs to a *turn* (a live reply, a greeting, a replay). The worklet counts each
+// turn's own samples, so the position the page reads (for word highlighting and progress) is what the
+// listener has heard of that turn, never wall-clock time and never the fade-out of the turn before.
+import { counters, type PlayerCounters } from "./counters";
+import type { WorkletMessage } from "./engine";
 import { base64ToBytes, LinearResampler, Pcm16Decoder } from "./pcm";
-import type { Command, QueueState } from "./queue";
-
-/** Live player counters; exposed to tests and debugging as `window.__voicechat.player` (see main.tsx). */
-export interface PlayerCounters {
-  samplesQueued: number;
-  samplesPlayed: number;
-  underruns: number;
-  state: QueueState | "locked";
-  contextRate: number;
-  pcmRate: number;
-  /** Send action → first non-silent sample at the output, for the current (or last) turn. */
-  firstAudibleMs: number | null;
-  /** Underruns since the current (or last) turn started. */
-  turnUnderruns: number;
-}
-
-export const counters: PlayerCounters = {
-  samplesQueued: 0,
-  samplesPlayed: 0,
-  underruns: 0,
-  state: "locked",
-  contextRate: 0,
-  pcmRate: 24000,
-  firstAudibleMs: null,
-  turnUnderruns: 0,
-};
+import type { Command } from "./queue";
 
 export interface TurnSummary {
   firstAudibleMs: number | null;
   underruns: number;
 }
 
-type WorkletMessage =
-  | { type: "stats"; samplesQueued: number; samplesPlayed: number; underruns: number; state: QueueState }
-  | { type: "audible"; time: number };
+export interface TurnOptions {
+  /** Measure first_audible_ms from now (a Send action); greetings and replays are not measured. */
+  measure?: boolean;
+  /** What the turn plays (a message id), when known; see label(). */
+  label?: string | null;
+  /** Where in its audio the turn starts (a replay that resumes or seeks), in ms. */
+  offsetMs?: number;
+}
+
+/** What is playing, for the page: which turn, what it is, and whether it is sounding right now. */
+export interface NowPlaying {
+  turn: number;
+  label: string | null;
+  state: PlayerCounters["state"];
+  /** The turn's audio is reaching the speakers (not waiting for its start-up buffer or refilling one). */
+  audible: boolean;
+  /** `state` comes from the worklet's report on this turn (not on the one before it). */
+  reported: boolean;
+}
 
 /** Default start-up buffer: enough to absorb network jitter, small enough not to be heard as delay. */
 export const DEFAULT_PREBUFFER_MS = 80;
@@ -47,7 +46,8 @@ export class Player {
   private context: AudioContext | null = null;
   private gain: GainNode | null = null;
   private node: AudioWorkletNode | null = null;
-  private ready: Promise<void> | null = null;
+  private ready: Promise<void> = Promise.resolve();
+  private primed = false;
   private pending: Command[] = []; // commands sent before the worklet module finished loading
   private decoder = new Pcm16Decoder();
   private resampler: LinearResampler | null = null;
@@ -58,15 +58,35 @@ export class Player {
   private volume = 1;
   private samplesPosted = 0; // pushed to the worklet; its idle report counts once it has seen them all
   private summaries = new Map<number, TurnSummary>(); // what finished turns sounded like, until reported
-  /** Increases with every startTurn(); identifies a turn's figures for its playback_report. */
+  /** Increases with every startTurn(); identifies a turn in reports, positions and labels. */
   turnSerial = 0;
+  private turnLabel: string | null = null;
+  private turnOffsetMs = 0;
+  private lastStats: { turn: number; turnPlayed: number; time: number } | null = null;
   private idleWaiters: (() => void)[] = [];
-  private listeners = new Set<(state: PlayerCounters["state"]) => void>();
+  private listeners = new Set<() => void>();
 
   constructor(
     private workletUrl: string,
     private prebufferMs = DEFAULT_PREBUFFER_MS,
   ) {}
+
+  /** Create the AudioContext and load the worklet now (with the page), ahead of any reply. */
+  prepare(rate = this.liveRate): void {
+    if (this.context || typeof AudioContext === "undefined") return;
+    this.liveRate = rate;
+    counters.pcmRate = rate;
+    const context = createContext(rate);
+    this.context = context;
+    counters.contextRate = context.sampleRate;
+    this.resampler = new LinearResampler(this.sourceRate, context.sampleRate);
+    this.gain = context.createGain();
+    this.gain.gain.value = this.volume;
+    this.gain.connect(context.destination);
+    this.ready = this.attach(context, this.gain).catch((error: unknown) => {
+      console.error("voicechat: the audio worklet did not load", error);
+    });
+  }
 
   /** The live audio format from conversation_initiation_metadata. */
   setLiveRate(rate: number): void {
@@ -75,41 +95,52 @@ export class Player {
     this.useSourceRate(rate);
   }
 
-  /** Create or resume the AudioContext; call it inside a click or key handler (autoplay rules, iOS). */
+  /** Resume the AudioContext; call it inside a click or key handler (autoplay rules, iOS). */
   unlock(): Promise<void> {
-    if (!this.context) {
-      const context = createContext(this.liveRate);
-      this.context = context;
+    this.prepare();
+    const context = this.context;
+    if (!context) return Promise.resolve();
+    if (!this.primed) {
+      this.primed = true;
       primeSilence(context);
-      counters.contextRate = context.sampleRate;
-      this.resampler = new LinearResampler(this.sourceRate, context.sampleRate);
-      this.gain = context.createGain();
-      this.gain.gain.value = this.volume;
-      this.gain.connect(context.destination);
-      this.ready = this.attach(context, this.gain).catch((error: unknown) => {
-        console.error("voicechat: the audio worklet did not load", error);
-      });
     }
-    if (this.context.state !== "running") void this.context.resume();
-    return this.ready ?? Promise.resolve();
+    if (context.state !== "running") void context.resume();
+    return this.ready;
   }
 
+  /** Sound can play now (the context runs); until then pushed audio waits in the queue. */
   get unlocked(): boolean {
+    return this.context?.state === "running";
+  }
+
+  get available(): boolean {
     return this.context !== null;
   }
 
-  /** A new turn starts now (the Send action): first-audible time and underruns are measured from here. */
-  startTurn(): void {
+  /** A new turn starts now: what is pushed from here on is its audio. Returns its serial. */
+  startTurn({ measure = false, label = null, offsetMs = 0 }: TurnOptions = {}): number {
     this.summaries.set(this.turnSerial, this.turnSummary(this.turnSerial));
     if (this.summaries.size > 8) this.summaries.delete(Math.min(...this.summaries.keys()));
     this.turnSerial += 1;
-    this.turnStartedAt = performance.now();
+    this.turnLabel = label;
+    this.turnOffsetMs = offsetMs;
+    this.turnStartedAt = measure ? performance.now() : null;
     this.underrunsAtTurnStart = counters.underruns;
     counters.firstAudibleMs = null;
     counters.turnUnderruns = 0;
+    counters.turnPlayedMs = 0;
     this.decoder.reset();
     this.useSourceRate(this.liveRate);
-    this.post({ type: "turn" });
+    this.post({ type: "turn", turn: this.turnSerial });
+    this.notify();
+    return this.turnSerial;
+  }
+
+  /** Name what turn `serial` plays once it is known (a live reply's id arrives after the Send). */
+  label(serial: number, label: string | null): void {
+    if (serial !== this.turnSerial || this.turnLabel === label) return;
+    this.turnLabel = label;
+    this.notify();
   }
 
   pushBase64(base64: string): void {
@@ -117,7 +148,7 @@ export class Player {
   }
 
   pushBytes(bytes: Uint8Array): void {
-    if (!this.context || !this.resampler) return; // never unlocked: nothing may sound
+    if (!this.context || !this.resampler) return; // no Web Audio: nothing may sound
     const samples = this.resampler.process(this.decoder.decode(bytes));
     if (samples.length) this.post({ type: "push", samples });
   }
@@ -145,7 +176,7 @@ export class Player {
     return { firstAudibleMs: counters.firstAudibleMs, underruns: counters.underruns - this.underrunsAtTurnStart };
   }
 
-  /** Resolves once the queue has played out (or at once when nothing plays). */
+  /** Resolves once the queue has played out (or at once when nothing can play). */
   whenIdle(): Promise<void> {
     if (this.idle()) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
@@ -156,22 +187,53 @@ export class Player {
     return counters.state === "idle" && counters.samplesQueued === this.samplesPosted && !this.pending.length;
   }
 
-  /** Called with the queue state whenever it changes. Returns the unsubscribe function. */
-  subscribe(listener: (state: PlayerCounters["state"]) => void): () => void {
+  /** Called whenever the queue state or the current turn changes. Returns the unsubscribe function. */
+  subscribe(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }
 
+  nowPlaying(): NowPlaying {
+    // Idle by the worklet's last word but with samples still on their way to it: not idle yet.
+    const state = counters.state === "idle" && !this.idle() ? "buffering" : counters.state;
+    const current = this.lastStats?.turn === this.turnSerial;
+    // Draining right after a Send may be the old reply's fade-out: audible once this turn's own samples play.
+    const audible = current && (this.lastStats?.turnPlayed ?? 0) > 0 && (state === "playing" || state === "draining");
+    return { turn: this.turnSerial, label: this.turnLabel, state, audible, reported: current };
+  }
+
+  /**
+   * How far into turn `serial`'s audio the listener is now, in ms (with the turn's start offset): the
+   * worklet's count of the turn's played samples, moved on by the audio clock since it was counted and
+   * back by the output latency. Null when that turn is not the one playing.
+   */
+  positionMs(serial = this.turnSerial): number | null {
+    const stats = this.lastStats;
+    if (serial !== this.turnSerial) return null;
+    if (!stats || stats.turn !== serial || !this.context) return this.turnOffsetMs;
+    const rate = this.context.sampleRate;
+    let samples = stats.turnPlayed;
+    if (counters.state === "playing" || counters.state === "draining") {
+      const ahead = (outputContextTime(this.context) - stats.time) * rate; // < 0: still on its way out
+      samples += Math.min(ahead, REPORT_SPAN_SECONDS * rate);
+    } else {
+      samples -= outputLatencySeconds(this.context) * rate; // the last samples counted may still be sounding
+    }
+    return this.turnOffsetMs + (Math.max(0, samples) / rate) * 1000;
+  }
+
   /** Play a stored WAV (16-bit mono PCM) through the same queue: a replay never calls the vendor. */
-  async playWav(data: ArrayBuffer): Promise<void> {
+  playWav(data: ArrayBuffer, { label = null, offsetMs = 0 }: { label?: string | null; offsetMs?: number } = {}): number {
     const { rate, start, end } = parseWav(data);
     this.flush();
-    this.startTurn();
+    const serial = this.startTurn({ label, offsetMs });
     this.useSourceRate(rate);
-    for (let at = start; at < end; at += 48000) {
+    const skip = Math.min(end - start, Math.round((offsetMs / 1000) * rate) * 2);
+    for (let at = start + skip; at < end; at += 48000) {
       this.pushBytes(new Uint8Array(data, at, Math.min(48000, end - at)));
     }
     this.end();
+    return serial;
   }
 
   private useSourceRate(rate: number): void {
@@ -199,25 +261,35 @@ export class Player {
     node.connect(output);
     this.node = node;
     this.post({ type: "prebuffer", ms: this.prebufferMs });
+    this.post({ type: "turn", turn: this.turnSerial }); // the worklet starts counting the current turn
     this.pending.splice(0).forEach((command) => this.post(command));
   }
 
   private onWorkletMessage(message: WorkletMessage): void {
     if (message.type === "stats") {
-      const changed = message.state !== counters.state;
+      const changed = message.state !== counters.state || message.turn !== this.lastStats?.turn;
       counters.samplesQueued = message.samplesQueued;
       counters.samplesPlayed = message.samplesPlayed;
       counters.underruns = message.underruns;
       counters.state = message.state;
       counters.turnUnderruns = message.underruns - this.underrunsAtTurnStart;
+      this.lastStats = { turn: message.turn, turnPlayed: message.turnPlayed, time: message.time };
+      if (message.turn === this.turnSerial && this.context) counters.turnPlayedMs = Math.round((message.turnPlayed / this.context.sampleRate) * 1000);
       if (this.idle()) this.idleWaiters.splice(0).forEach((resolve) => resolve());
-      if (changed) this.listeners.forEach((listener) => listener(message.state));
-    } else if (message.type === "audible" && this.turnStartedAt !== null && this.context) {
+      if (changed) this.notify();
+    } else if (message.type === "audible" && message.turn === this.turnSerial && this.turnStartedAt !== null && this.context) {
       counters.firstAudibleMs = Math.max(0, Math.round(outputTimeOf(this.context, message.time) - this.turnStartedAt));
       this.turnStartedAt = null;
     }
   }
+
+  private notify(): void {
+    this.listeners.forEach((listener) => listener());
+  }
 }
+
+/** The worklet reports every ~40 ms; never extrapolate further than a few reports past the last one. */
+const REPORT_SPAN_SECONDS = 0.15;
 
 /** When (performance.now() clock) the sample rendered at context time `time` leaves the speakers. */
 export function outputTimeOf(context: AudioContext, time: number): number {
@@ -226,8 +298,20 @@ export function outputTimeOf(context: AudioContext, time: number): number {
     return stamp.performanceTime + (time - stamp.contextTime) * 1000;
   }
   // No output timestamp (some browsers, fake devices): the render time plus the declared latencies.
-  const latency = (context.baseLatency ?? 0) + (context.outputLatency ?? 0);
-  return performance.now() + (time - context.currentTime + latency) * 1000;
+  return performance.now() + (time - context.currentTime + outputLatencySeconds(context)) * 1000;
+}
+
+/** The context time of the sample leaving the speakers right now. */
+export function outputContextTime(context: AudioContext): number {
+  const stamp = context.getOutputTimestamp?.();
+  if (stamp?.contextTime && stamp.performanceTime) {
+    return stamp.contextTime + (performance.now() - stamp.performanceTime) / 1000;
+  }
+  return context.currentTime - outputLatencySeconds(context);
+}
+
+function outputLatencySeconds(context: AudioContext): number {
+  return (context.baseLatency ?? 0) + (context.outputLatency ?? 0);
 }
 
 function createContext(rate: number): AudioContext {
@@ -260,4 +344,10 @@ export function parseWav(data: ArrayBuffer): { rate: number; start: number; end:
     at += 8 + size + (size % 2);
   }
   return { rate, start: Math.min(44, view.byteLength), end: view.byteLength };
+}
+
+/** Duration of a 16-bit mono PCM WAV file in ms. */
+export function wavDurationMs(data: ArrayBuffer): number {
+  const { rate, start, end } = parseWav(data);
+  return ((end - start) / 2 / rate) * 1000;
 }

@@ -144,3 +144,55 @@ describe("SampleQueue, edge cases", () => {
     expect(queue.firstAudible).toBe(true);
   });
 });
+
+describe("SampleQueue, turns", () => {
+  it("never flags the previous turn's fade-out tail as the new turn's first audible sample", () => {
+    const queue = new SampleQueue(0, 64);
+    queue.push(new Float32Array(4000).fill(0.5));
+    queue.pull(quantum());
+    queue.flush(); // Send while a reply plays: 64 samples of fade-out stay queued
+    queue.newTurn(2);
+    queue.firstAudible = false;
+    const tail = queue.pull(quantum());
+    expect(tail[0]).toBeGreaterThan(0); // the tail is heard…
+    expect(queue.firstAudible).toBe(false); // …but it is not the new reply
+    queue.push(new Float32Array(256).fill(0.2));
+    queue.pull(quantum());
+    expect(queue.firstAudible).toBe(true);
+    expect(queue.firstAudibleIndex).toBe(0);
+  });
+
+  it("lets the new turn fill its start-up buffer after the fade-out, never inside the fading quantum", () => {
+    const queue = new SampleQueue(100, 40);
+    queue.push(new Float32Array(1000).fill(0.5));
+    queue.pull(quantum());
+    queue.flush();
+    queue.newTurn();
+    queue.push(new Float32Array(60).fill(0.3));
+    const fading = queue.pull(quantum());
+    expect(fading.slice(40).every((v) => v === 0)).toBe(true); // only the fade in this quantum
+    expect(queue.firstAudible).toBe(false);
+    expect(queue.state).toBe("buffering");
+    expect(queue.pull(quantum()).every((v) => v === 0)).toBe(true); // 60 < the 100-sample start-up buffer
+    queue.push(new Float32Array(200).fill(0.3));
+    expect(queue.pull(quantum())[0]).toBeCloseTo(0.3);
+    expect(queue.firstAudible).toBe(true);
+    expect(queue.firstAudibleIndex).toBe(0);
+    expect(queue.underruns).toBe(0);
+  });
+
+  it("counts only the current turn's samples as its position, across underruns", () => {
+    const queue = new SampleQueue(0, 32);
+    queue.push(new Float32Array(1000).fill(0.5));
+    queue.pull(quantum());
+    queue.flush();
+    queue.newTurn(5);
+    queue.push(new Float32Array(100).fill(0.1));
+    queue.pull(quantum()); // the 32 samples of fade-out
+    expect(queue.stats()).toMatchObject({ turn: 5, turnPlayed: 0 });
+    queue.pull(quantum()); // the turn's 100, then an underrun: the position waits with the audio
+    queue.pull(quantum());
+    expect(queue.turnPlayed).toBe(100);
+    expect(queue.samplesPlayed).toBe(128 + 32 + 100);
+  });
+});

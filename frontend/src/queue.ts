@@ -8,24 +8,34 @@ export interface QueueStats {
   samplesPlayed: number;
   underruns: number;
   state: QueueState;
+  /** The turn whose samples play now (see newTurn), and how many of its samples have been played. */
+  turn: number;
+  turnPlayed: number;
 }
 
 export class SampleQueue {
   private chunks: Float32Array[] = [];
   private offset = 0; // read position inside chunks[0]
   private available = 0;
-  private fadeLeft = 0;
+  private fadeLeft = 0; // samples of fade-out still to play after a flush
   private fadeLength: number;
   state: QueueState = "idle";
   samplesQueued = 0;
   samplesPlayed = 0;
   underruns = 0;
   private starved = false;
+  /** Playing the fade-out of a flush: nothing else shares these quanta, and what comes after buffers anew. */
+  private fading = false;
+  private endedWhileFading = false;
   /** Set when the first non-silent sample of a turn is written out; read and reset by the worklet. */
   firstAudible = false;
   /** Where in that quantum the first non-silent sample sits. */
   firstAudibleIndex = 0;
   private audibleSeen = false;
+  /** Samples queued before the current turn began (a flushed reply's fade-out): never the turn's sound. */
+  private earlier = 0;
+  turn = 0;
+  turnPlayed = 0;
 
   constructor(
     public prebufferSamples: number,
@@ -44,8 +54,8 @@ export class SampleQueue {
 
   /** No more audio is coming for this turn: play out what is queued, then go idle without an underrun. */
   end(): void {
-    if (this.state === "buffering") this.state = "draining";
-    else if (this.state === "playing") this.state = "draining";
+    if (this.fading) this.endedWhileFading = true;
+    else if (this.state === "buffering" || this.state === "playing") this.state = "draining";
   }
 
   /** Stop at once with a few-millisecond fade so the cut does not click. */
@@ -57,36 +67,67 @@ export class SampleQueue {
     this.chunks = keep ? [tail] : [];
     this.offset = 0;
     this.available = keep;
+    this.earlier = Math.min(this.earlier, keep);
     this.fadeLeft = keep;
     this.state = keep ? "draining" : "idle";
+    this.fading = keep > 0;
+    this.endedWhileFading = false;
     this.starved = false;
   }
 
   /** Fill `out` (one render quantum) and return it; silence where nothing is available. */
   pull(out: Float32Array): Float32Array {
     out.fill(0);
+    if (this.fading) return this.pullFade(out);
     if (this.state === "idle") return out;
     if (this.state === "buffering" && this.available < this.prebufferSamples) return out;
     if (this.state === "buffering") this.state = "playing";
     const count = Math.min(out.length, this.available);
     this.read(out, 0, count);
-    if (this.fadeLeft > 0) this.applyFade(out, count);
-    this.samplesPlayed += count;
-    if (!this.audibleSeen) {
-      const index = out.findIndex((s) => s !== 0);
-      if (index >= 0) {
-        this.audibleSeen = true;
-        this.firstAudible = true;
-        this.firstAudibleIndex = index;
-      }
-    }
+    this.count(out, count);
     if (count < out.length) this.onShortfall();
     else this.starved = false;
     return out;
   }
 
-  /** Start counting a new turn's first audible sample again. */
-  newTurn(): void {
+  /** The fade-out after a flush; then whatever was pushed since (a new turn) fills its start-up buffer. */
+  private pullFade(out: Float32Array): Float32Array {
+    const count = Math.min(out.length, this.fadeLeft, this.available);
+    this.read(out, 0, count);
+    for (let i = 0; i < count; i++) out[i] *= (this.fadeLeft - i) / this.fadeLength;
+    this.fadeLeft -= count;
+    this.count(out, count);
+    if (this.fadeLeft === 0 || count === 0) {
+      this.fading = false;
+      this.fadeLeft = 0;
+      this.state = !this.available ? "idle" : this.endedWhileFading ? "draining" : "buffering";
+      this.endedWhileFading = false;
+    }
+    return out;
+  }
+
+  /** Book `count` samples just written to `out`: totals, the turn's position, its first audible sample. */
+  private count(out: Float32Array, count: number): void {
+    this.samplesPlayed += count;
+    const earlier = Math.min(this.earlier, count);
+    this.earlier -= earlier;
+    this.turnPlayed += count - earlier;
+    if (!this.audibleSeen && count > earlier) {
+      const index = out.subarray(earlier, count).findIndex((s) => s !== 0);
+      if (index >= 0) {
+        this.audibleSeen = true;
+        this.firstAudible = true;
+        this.firstAudibleIndex = earlier + index;
+      }
+    }
+  }
+
+  /** Samples pushed from now on belong to turn `turn`: its first audible sample and its position count
+   * from here, and whatever is still queued (the fade-out of a flushed reply) belongs to the one before. */
+  newTurn(turn = this.turn + 1): void {
+    this.turn = turn;
+    this.turnPlayed = 0;
+    this.earlier = this.available;
     this.audibleSeen = false;
     this.firstAudible = false;
   }
@@ -97,25 +138,19 @@ export class SampleQueue {
       samplesPlayed: this.samplesPlayed,
       underruns: this.underruns,
       state: this.state,
+      turn: this.turn,
+      turnPlayed: this.turnPlayed,
     };
   }
 
   private onShortfall(): void {
     if (this.state === "draining") {
       this.state = "idle";
-      this.fadeLeft = 0;
       return;
     }
     if (!this.starved) this.underruns += 1; // one underrun per gap, not per quantum
     this.starved = true;
     this.state = "buffering";
-  }
-
-  private applyFade(out: Float32Array, count: number): void {
-    for (let i = 0; i < count; i++) {
-      out[i] *= Math.max(0, this.fadeLeft - i) / this.fadeLength;
-    }
-    this.fadeLeft = Math.max(0, this.fadeLeft - count);
   }
 
   private read(out: Float32Array, at: number, count: number): void {
@@ -140,5 +175,5 @@ export type Command =
   | { type: "push"; samples: Float32Array }
   | { type: "end" }
   | { type: "flush" }
-  | { type: "turn" }
+  | { type: "turn"; turn: number }
   | { type: "prebuffer"; ms: number };

@@ -1,13 +1,21 @@
-// A WebSocket to one conversation: reconnects with backoff to the same conversation and answers pings.
-import type { ServerFrame } from "./protocol";
+// A WebSocket to one conversation, as transport only: the first frame on every open, JSON and binary
+// frames in, pongs, and reconnecting with backoff unless the server's close code says not to.
+import { CLOSE, decodeBinaryFrame, type ClientFrame, type Incoming, type ServerFrame } from "./protocol";
 
 export type ConnectionStatus = "connecting" | "open" | "closed";
 
+/** Why the socket stopped for good: the page must act (sign in again, or reconnect by hand). */
+export type EndReason = "session_ended" | "too_many_connections" | "refused";
+
 export interface SocketHandlers {
-  onFrame: (frame: ServerFrame) => void;
+  onFrame: (frame: Incoming) => void;
   onStatus: (status: ConnectionStatus) => void;
+  /** The first frame of every connection (conversation_initiation_client_data). */
+  initiation?: () => ClientFrame;
   /** Called once when several handshakes in a row failed (the conversation may be gone, or the session). */
   onRefused?: () => void;
+  /** The server closed with a code that forbids reconnecting by itself. */
+  onEnded?: (reason: EndReason) => void;
 }
 
 const REFUSED_AFTER_ATTEMPTS = 3;
@@ -18,6 +26,13 @@ export function backoffMs(attempt: number, random = Math.random): number {
   return Math.round(base * (0.8 + 0.4 * random()));
 }
 
+function endReason(code: number): EndReason | null {
+  if (code === CLOSE.sessionEnded) return "session_ended";
+  if (code === CLOSE.tooManyConnections) return "too_many_connections";
+  if (code === CLOSE.policy) return "refused"; // reconnecting would be refused the same way, in a loop
+  return null;
+}
+
 export class ConversationSocket {
   private socket: WebSocket | null = null;
   private attempts = 0;
@@ -25,6 +40,7 @@ export class ConversationSocket {
   private stopped = false;
   private everOpened = false;
   private outbox: string[] = []; // messages sent before the very first open
+  /** Reconnects resume this conversation (set once it exists); until then they open a new one. */
   conversationId: string | null;
 
   constructor(
@@ -37,8 +53,8 @@ export class ConversationSocket {
     this.open();
   }
 
-  /** Send now; before the first open the message waits (a new conversation connects on demand). */
-  send(message: Record<string, unknown>): boolean {
+  /** Send now; before the first open the message waits (the page connects while it loads). */
+  send(message: ClientFrame): boolean {
     const text = JSON.stringify(message);
     if (this.socket?.readyState === WebSocket.OPEN) {
       this.socket.send(text);
@@ -72,38 +88,47 @@ export class ConversationSocket {
   private open(): void {
     this.handlers.onStatus("connecting");
     const socket = new WebSocket(this.url());
+    socket.binaryType = "arraybuffer";
     this.socket = socket;
     socket.onopen = () => {
       this.attempts = 0;
       this.everOpened = true;
+      const first = this.handlers.initiation?.();
+      if (first) socket.send(JSON.stringify(first));
       this.handlers.onStatus("open");
       this.outbox.splice(0).forEach((text) => socket.send(text));
     };
     socket.onmessage = (event: MessageEvent) => {
-      if (this.socket === socket) this.receive(event.data as string);
+      if (this.socket === socket) this.receive(event.data as string | ArrayBuffer);
     };
-    socket.onclose = () => {
+    socket.onclose = (event: CloseEvent) => {
       if (this.socket !== socket) return;
       this.handlers.onStatus("closed");
       if (this.stopped) return;
+      const reason = endReason(event.code);
+      if (reason) {
+        this.stopped = true;
+        this.handlers.onEnded?.(reason);
+        return;
+      }
       if (++this.attempts === REFUSED_AFTER_ATTEMPTS) this.handlers.onRefused?.();
       this.timer = setTimeout(() => this.open(), backoffMs(this.attempts - 1));
     };
   }
 
-  private receive(data: string): void {
+  private receive(data: string | ArrayBuffer): void {
+    if (typeof data !== "string") {
+      const audio = decodeBinaryFrame(data);
+      if (audio) this.handlers.onFrame(audio);
+      return;
+    }
     let frame: ServerFrame;
     try {
       frame = JSON.parse(data) as ServerFrame;
     } catch {
       return; // not protocol v1; nothing sensible to do with it
     }
-    if (frame.type === "conversation_initiation_metadata") {
-      // Reconnects re-open this conversation instead of creating another one.
-      this.conversationId = frame.conversation_initiation_metadata_event.conversation_id;
-    } else if (frame.type === "ping") {
-      this.send({ type: "pong", event_id: frame.ping_event.event_id });
-    }
+    if (frame.type === "ping") this.send({ type: "pong", event_id: frame.ping_event.event_id });
     this.handlers.onFrame(frame);
   }
 }

@@ -38,12 +38,21 @@ def fake_vendor() -> Iterator[FakeElevenLabs]:
 
 
 @pytest.fixture(scope="module")
-def app(tmp_path_factory: pytest.TempPathFactory, fake_vendor: FakeElevenLabs) -> Iterator[servers.App]:
+def app_settings() -> dict[str, str]:
+    """Settings a test module gives its app on top of the defaults below (limits, for instance)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def app(
+    tmp_path_factory: pytest.TempPathFactory, fake_vendor: FakeElevenLabs, app_settings: dict[str, str]
+) -> Iterator[servers.App]:
     settings = {
         "TTS_BACKEND": "elevenlabs",
         "ELEVENLABS_API_KEY": fake_vendor.api_key,
         "ELEVENLABS_BASE_URL": fake_vendor.url,
         "DEMO_LLM_TOKENS_PER_SECOND": "200",
+        **app_settings,
     }
     with servers.daphne_app(tmp_path_factory.mktemp("browser"), **settings) as app:
         yield app
@@ -73,5 +82,8 @@ def page(browser: Browser, app: servers.App) -> Iterator[Page]:
     context = browser.new_context(viewport={"width": 1200, "height": 800})
     page = context.new_page()
     page.set_default_timeout(20000)
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(str(error)))
     yield page
     context.close()
+    assert not errors, f"the page threw: {errors}"  # an uncaught error in the page fails the module
