@@ -31,7 +31,7 @@ from chat.limits import (
     turn_release,
 )
 from chat.limits.gate import LimitsGate
-from chat.models import Agent
+from chat.models import Agent, Conversation
 from chat.overrides import CLOSE_REASON, OVERRIDE_REFUSED, session_overrides
 from chat.protocol import (
     BudgetEvent,
@@ -55,7 +55,7 @@ from chat.turns import Turn, TurnSpec
 from chat.turns.backends import agent_session, conversation_history, output_format, reply_providers
 from chat.turns.speak import greeting_play, greeting_text, speak_message
 from chat.turns.store import playback_report_save
-from chat.voices import agent_speaks_breaks, voice_allowed
+from chat.voices import agent_default_voice_id, agent_speaks_breaks, voice_allowed
 
 logger = logging.getLogger(__name__)
 
@@ -206,9 +206,14 @@ class ConversationConsumer(ChannelEvents, Handshake):
             self.agent = copy.copy(self.agent)
             self.agent.language_code = overrides.language
         if overrides.voice_id is not None:
-            self.voice_id = overrides.voice_id
             if self.conversation._state.adding and voice_allowed(self.agent, overrides.voice_id):
-                self.conversation.voice_id = overrides.voice_id  # a voice the user picked is kept with it
+                # A voice the user picked for a conversation not created yet is its voice, kept with it at
+                # creation; not a socket override, so a later pick (PATCH) reaches this socket's turns too.
+                default = overrides.voice_id == agent_default_voice_id(self.agent)
+                self.conversation.voice_id = "" if default else overrides.voice_id
+                self.voice_id = ""
+            else:
+                self.voice_id = overrides.voice_id
         if frame.text_only is not None:
             self.speak = not frame.text_only
         if frame.speak is not None:
@@ -234,7 +239,8 @@ class ConversationConsumer(ChannelEvents, Handshake):
             tts = reply_providers(agent=self.agent, speak=self.speak).tts
         except Refusal:
             tts = None  # the voice is misconfigured: the greeting is still shown
-        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=self.voice_id)
+        voice_id = self.voice_id or self.conversation.voice_id
+        greeting = await greeting_play(agent=self.agent, text=text, tts=tts, output=self, voice_id=voice_id)
         self.greeting_id = greeting.pk if greeting is not None and greeting.audio else None
 
     async def on_speak(self, message_id: str) -> None:
@@ -253,10 +259,15 @@ class ConversationConsumer(ChannelEvents, Handshake):
             agent=self.agent,
             tts=tts,
             output=self,
-            voice_id=self.voice_id or self.conversation.voice_id,
+            voice_id=self.voice_id or await self._stored_voice(),
             gate=gate,
         )
         self.turn_task = asyncio.create_task(self._run_job(self._then_close(job, gate)), name=f"speak-{message_id}")
+
+    async def _stored_voice(self) -> str:
+        """The conversation's voice as stored now: a PATCH may have picked another since the socket opened."""
+        voices = Conversation.objects.filter(pk=self.conversation.pk).values_list("voice_id", flat=True)
+        return await voices.afirst() or ""
 
     async def _then_close(self, job: Coroutine[Any, Any, None], gate: LimitsGate) -> None:
         try:
