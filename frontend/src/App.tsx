@@ -14,6 +14,8 @@ import { Toolbar } from "./Toolbar";
 import { Transcript } from "./Transcript";
 import { conversationPath, useConversation } from "./useConversation";
 import { useNowPlaying, useReplay } from "./usePlayback";
+import { VoicePicker } from "./VoicePicker";
+import { probePreview, VoicePicker as Picker, VoicePreview } from "./voices";
 
 export interface AppConfig {
   conversation_id: string | null;
@@ -79,6 +81,7 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
   const [drawerOpen, setDrawerOpen] = useState(false);
   const autoplayRef = useRef(autoplay);
   autoplayRef.current = autoplay;
+  const pickerRef = useRef<Picker | null>(null);
 
   const refreshConversations = useCallback(async () => {
     try {
@@ -98,11 +101,33 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
     player,
     speak: () => autoplayRef.current,
     onListChanged: () => void refreshConversations(),
+    onVoiceLater: (id, voiceId) => void pickerRef.current?.created(id, voiceId),
+    onVoiceRefused: () => pickerRef.current?.refused(),
   });
   const { state, dispatch, conversation, replays, replayFailed } = chat;
   const notice = (code: string, message: string) => dispatch({ type: "notice", code, message });
   const now = useNowPlaying(player);
   const replay = useReplay(replays);
+  const [picker] = useState(() => new Picker({ api, route: (voiceId) => conversation.pickVoice(voiceId), notice }));
+  pickerRef.current = picker;
+  const [preview] = useState(
+    () =>
+      new VoicePreview({
+        probe: probePreview,
+        notice,
+        onStart: () => {
+          replays.stop(); // one sound at a time: the sample plays alone
+          conversation.audio.stop();
+        },
+      }),
+  );
+
+  useEffect(() => {
+    if (chat.openKey === 0) return; // not opened yet: the first open() below counts
+    preview.stop();
+    void picker.show(state.conversationId, state.conversationId ? null : agentId);
+    // eslint-disable-next-line react-hooks/exhaustive-deps -- per open(): adopting a new conversation's id keeps the pick
+  }, [chat.openKey]);
 
   useEffect(() => {
     player.prepare(liveRate(config.audio_format)); // with the page: no Send waits for the audio context
@@ -143,11 +168,13 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
     const text = draft.trim();
     if (!text || text.length > state.maxChars) return;
     replays.stop(); // a replay gives way to the new reply
+    preview.stop();
     if (conversation.send(text)) setDraft("");
   };
 
   const stop = () => {
     replays.stop();
+    preview.stop();
     conversation.stop(state.running);
   };
 
@@ -201,11 +228,13 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
     replay,
     busy: state.running,
     onPlay: (message: ChatMessage, fromMs?: number) => {
+      preview.stop();
       if (message.audio_url) void replays.play(message.id, message.audio_url, fromMs).catch(replayFailed);
     },
     onPause: () => replays.pause(),
     onSpeak: (message: ChatMessage) => {
       replays.stop();
+      preview.stop();
       conversation.speak(message.id);
     },
   };
@@ -244,6 +273,7 @@ export function App({ config, workletUrl, prebufferMs }: { config: AppConfig; wo
           onVolume={setVolume}
           drawerOpen={drawerOpen}
           onDrawer={() => setDrawerOpen((open) => !open)}
+          voice={<VoicePicker picker={picker} preview={preview} />}
         />
         <Notices notices={state.notices} onDismiss={(id) => dispatch({ type: "dismiss", id })} onReconnect={chat.reconnect} />
         <Transcript

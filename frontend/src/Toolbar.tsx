@@ -1,5 +1,6 @@
 // The bar above the conversation: connection, what the assistant is doing, the speech allowance, and the
-// listening settings (auto-play, volume). At phone width it also opens the conversation drawer.
+// listening settings (voice, auto-play, volume). At phone width it also opens the conversation drawer.
+import type { ReactNode } from "react";
 import type { ConnectionState } from "./counters";
 import type { Indicator } from "./indicator";
 import type { Budget as SpeechBudget } from "./chat";
@@ -24,6 +25,8 @@ interface ToolbarProps {
   onVolume: (value: number) => void;
   drawerOpen: boolean;
   onDrawer: () => void;
+  /** The conversation's voice picker (VoicePicker.tsx), when its agent offers a choice. */
+  voice?: ReactNode;
 }
 
 export function Toolbar(props: ToolbarProps) {
@@ -40,6 +43,7 @@ export function Toolbar(props: ToolbarProps) {
       <Activity indicator={indicator} />
       <span className="spacer" />
       <Budget budget={props.budget} />
+      {props.voice}
       <label className="autoplay" title="Speak replies as they arrive. Off: nothing is spoken (or paid for) until you press Play.">
         <input type="checkbox" checked={props.autoplay} onChange={(e) => props.onAutoplay(e.target.checked)} /> Auto-play
       </label>

@@ -35,6 +35,8 @@ async function harness({ speak = true, prepared = true, conversationId = null }:
     onActivity: vi.fn(),
     onEnded: vi.fn(),
     onReplayStored: vi.fn(),
+    onVoiceLater: vi.fn(),
+    onVoiceRefused: vi.fn(),
   };
   const conversation = new Conversation({
     wsPath: "/v1/convai/conversation",
@@ -416,5 +418,80 @@ describe("the conversation's identity", () => {
     h.audio.run(300);
     expect(h.state.messages.map((m) => m.id)).toEqual(["u9", "a9"]);
     expect(counters.samplesQueued).toBe(0);
+  });
+});
+
+describe("a voice picked for the conversation", () => {
+  const picked = (voice: string) => ({
+    type: "conversation_initiation_client_data",
+    conversation_config_override: { tts: { voice_id: voice } },
+    voicechat: { binary_audio: true, speak: true },
+  });
+
+  it("goes to a stored conversation by PATCH, never on the socket", async () => {
+    const h = await harness({ conversationId: "c-1" });
+    expect(h.conversation.pickVoice("rachel")).toEqual({ via: "patch", conversationId: "c-1" });
+    expect(h.server.sentOf("conversation_initiation_client_data")).toHaveLength(1); // only the first frame
+  });
+
+  it("goes on the socket of a new conversation, again on each change and on every reconnect until it exists", async () => {
+    vi.useFakeTimers();
+    const h = await harness();
+    expect(h.conversation.pickVoice("rachel")).toEqual({ via: "socket" });
+    expect(h.conversation.pickVoice("sarah")).toEqual({ via: "socket" });
+    expect(h.server.sentOf("conversation_initiation_client_data").slice(1)).toEqual([picked("rachel"), picked("sarah")]);
+    h.server.serverCloses(1006);
+    vi.advanceTimersByTime(1000);
+    FakeWebSocket.last().serverOpens(); // the server forgets an unsaved conversation: the pick is sent again
+    expect(FakeWebSocket.last().sent[0]).toEqual(picked("sarah"));
+
+    const server = FakeWebSocket.last();
+    h.conversation.send("Hi");
+    server.serverSends(frames.transcript("u1", "Hi", "created-9"));
+    expect(h.conversation.pickVoice("george")).toEqual({ via: "patch", conversationId: "created-9" });
+    server.serverCloses(1006);
+    vi.advanceTimersByTime(1000);
+    FakeWebSocket.last().serverOpens(); // the conversation has the voice now: no override on reconnect
+    expect(FakeWebSocket.last().sent[0]).toEqual({ type: "conversation_initiation_client_data", voicechat: { binary_audio: true, speak: true } });
+  });
+
+  it("waits while the first message is creating the conversation, then has it PATCHed", async () => {
+    const h = await harness();
+    h.conversation.send("Hi");
+    expect(h.conversation.pickVoice("rachel")).toEqual({ via: "later" });
+    expect(h.server.sentOf("conversation_initiation_client_data")).toHaveLength(1); // not racing the row's insert
+    h.server.serverSends(frames.transcript("u1", "Hi", "created-9"));
+    expect(h.events.onVoiceLater).toHaveBeenCalledWith("created-9", "rachel");
+  });
+
+  it("goes on the socket after all when that first message was refused", async () => {
+    const h = await harness();
+    h.conversation.send("Hi");
+    h.conversation.pickVoice("rachel");
+    h.server.serverSends(frames.error("rate_limited"));
+    expect(h.events.onRefused).toHaveBeenCalledWith("Hi");
+    expect(h.server.sentOf("conversation_initiation_client_data").at(-1)).toEqual(picked("rachel"));
+    expect(h.events.onVoiceLater).not.toHaveBeenCalled();
+  });
+
+  it("is dropped when the server refuses it, so the reconnect is not refused again", async () => {
+    vi.useFakeTimers();
+    const h = await harness();
+    h.conversation.pickVoice("withdrawn");
+    h.server.serverSends(frames.error("override_not_allowed"));
+    expect(h.events.onVoiceRefused).toHaveBeenCalledOnce();
+    expect(h.state.notices).toEqual([]); // the picker says which voice, not a generic sentence
+    h.server.serverCloses(4003);
+    vi.advanceTimersByTime(1000);
+    FakeWebSocket.last().serverOpens();
+    expect(FakeWebSocket.last().sent[0]).toEqual({ type: "conversation_initiation_client_data", voicechat: { binary_audio: true, speak: true } });
+  });
+
+  it("is forgotten when another conversation opens", async () => {
+    const h = await harness();
+    h.conversation.pickVoice("rachel");
+    h.conversation.open(null, "agent-2");
+    FakeWebSocket.last().serverOpens();
+    expect(FakeWebSocket.last().sent[0]).toEqual({ type: "conversation_initiation_client_data", voicechat: { binary_audio: true, speak: true } });
   });
 });

@@ -9,6 +9,7 @@ import type { Player } from "./player";
 import type { ClientFrame, Incoming, WordTiming } from "./protocol";
 import { ConversationSocket, type EndReason } from "./socket";
 import { TurnAudio } from "./turnAudio";
+import type { VoiceRoute } from "./voices";
 
 export interface ConversationEvents {
   /** The conversation on screen exists on the server now (its first message was saved). */
@@ -26,6 +27,10 @@ export interface ConversationEvents {
   onEnded: (reason: EndReason) => void;
   /** A stored reply should play from storage (an on-demand Play of a reply that already had audio). */
   onReplayStored: (messageId: string, audioUrl: string) => void;
+  /** A voice picked while the first message was on its way: store it on the conversation that exists now. */
+  onVoiceLater?: (conversationId: string, voiceId: string) => void;
+  /** The server refused the voice picked on the socket: the conversation speaks with the agent's own. */
+  onVoiceRefused?: () => void;
 }
 
 export interface ConversationOptions {
@@ -57,6 +62,10 @@ export class Conversation {
   /** Replies whose audio was asked for with Play (a `speak` frame), until their completion. */
   private speakRequests = new Set<string>();
   private status: ConnectionState = "idle";
+  /** The voice picked for a conversation not created yet: sent on every (re)connect until it exists. */
+  private voiceOverride: string | null = null;
+  /** A voice picked while the first message was on its way (the conversation is being created). */
+  private voiceLater: string | null = null;
 
   constructor(private options: ConversationOptions) {
     this.audio = new TurnAudio(options.player);
@@ -68,6 +77,7 @@ export class Conversation {
     this.conversationId = conversationId;
     this.agentId = agentId;
     this.announcedId = null;
+    this.voiceOverride = this.voiceLater = null;
     this.connect();
   }
 
@@ -126,13 +136,36 @@ export class Conversation {
     return true;
   }
 
+  /**
+   * The user picked `voiceId` (always an id, the agent's own included). A stored conversation is PATCHed by
+   * the caller; a new one gets it on the socket, which applies it to the next reply and keeps it when the
+   * first message creates the conversation. While that first message is on its way, the row is being
+   * written: the pick waits for it and is PATCHed then.
+   */
+  pickVoice(voiceId: string): VoiceRoute {
+    if (this.conversationId) return { via: "patch", conversationId: this.conversationId };
+    if (this.pending !== null) {
+      this.voiceLater = voiceId;
+      return { via: "later" };
+    }
+    this.voiceOverride = voiceId;
+    this.socket?.send(this.initiation());
+    return { via: "socket" };
+  }
+
+  private initiation(): ClientFrame {
+    const frame: ClientFrame = { type: "conversation_initiation_client_data", voicechat: { binary_audio: true, speak: this.options.speak() } };
+    if (this.voiceOverride && !this.conversationId) frame.conversation_config_override = { tts: { voice_id: this.voiceOverride } };
+    return frame;
+  }
+
   private connect(): void {
     this.greeted = false;
     this.openedOnce = false;
     this.socket = new ConversationSocket(this.options.wsPath, this.conversationId, this.conversationId ? null : this.agentId, {
       onFrame: (frame) => this.handle(frame),
       onStatus: (status) => this.onStatus(status),
-      initiation: () => ({ type: "conversation_initiation_client_data", voicechat: { binary_audio: true, speak: this.options.speak() } }),
+      initiation: () => this.initiation(),
       onRefused: () =>
         this.notice("connection_refused", "The server refused this conversation. It may have been deleted, or you were signed out: reload the page.", "reload"),
       onEnded: (reason) => this.onEnded(reason),
@@ -278,6 +311,12 @@ export class Conversation {
 
   private error(code: string, message: string, retryAfter?: number | null): void {
     const state = this.options.state();
+    if (code === "override_not_allowed" && this.voiceOverride !== null) {
+      // The socket closes and reconnects by itself: without the refused voice, so it is not refused again.
+      this.voiceOverride = null;
+      this.options.events.onVoiceRefused?.();
+      return;
+    }
     if (endsVoice(code)) this.options.dispatch({ type: "voice_lost" });
     if (code === "budget_exhausted" || code === "site_budget_exhausted") {
       this.options.dispatch({ type: "budget_exhausted", site: code === "site_budget_exhausted" });
@@ -291,6 +330,11 @@ export class Conversation {
     if (this.pending === null) return;
     this.options.events.onRefused(this.pending);
     this.pending = null;
+    if (this.voiceLater !== null && !this.conversationId) {
+      this.voiceOverride = this.voiceLater; // no conversation was created: the pick goes on the socket after all
+      this.voiceLater = null;
+      this.socket?.send(this.initiation());
+    }
   }
 
   private words(messageId: string | null, words: WordTiming[] | undefined): void {
@@ -302,8 +346,12 @@ export class Conversation {
     if (!conversationId || conversationId === this.conversationId) return;
     this.conversationId = conversationId;
     if (this.socket) this.socket.conversationId = conversationId;
+    this.voiceOverride = null; // stored with the conversation now; reconnects resume it with its voice
     this.options.dispatch({ type: "conversation", conversationId });
     this.options.events.onConversation(conversationId);
+    const later = this.voiceLater;
+    this.voiceLater = null;
+    if (later !== null) this.options.events.onVoiceLater?.(conversationId, later);
   }
 
   private deliver(frame: ClientFrame): void {

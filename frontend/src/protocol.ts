@@ -71,6 +71,8 @@ export type Incoming = ServerFrame | BinaryAudio;
 export type ClientFrame =
   | {
       type: "conversation_initiation_client_data";
+      /** Only tts.voice_id, and only for a conversation not created yet: the voice the user picked. */
+      conversation_config_override?: { tts: { voice_id: string } };
       voicechat: { binary_audio: boolean; speak: boolean };
     }
   | { type: "user_message"; text: string }

@@ -17,6 +17,10 @@ export interface ConversationConfig {
   speak: () => boolean;
   /** The conversation list changed (a conversation was created or got a message). */
   onListChanged: () => void;
+  /** A voice picked while the first message was on its way: PATCH it onto the conversation that now exists. */
+  onVoiceLater: (conversationId: string, voiceId: string) => void;
+  /** The server refused the voice picked on the socket. */
+  onVoiceRefused: () => void;
 }
 
 export function conversationPath(id: string | null): string {
@@ -74,6 +78,8 @@ export function useConversation(config: ConversationConfig) {
           },
           onReplayStored: (id, url) => replayStored(id, url),
           onEnded: () => setEnded(true),
+          onVoiceLater: (id, voiceId) => configRef.current.onVoiceLater(id, voiceId),
+          onVoiceRefused: () => configRef.current.onVoiceRefused(),
         },
       }),
     // eslint-disable-next-line react-hooks/exhaustive-deps -- one Conversation for the page's lifetime
