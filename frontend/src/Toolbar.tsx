@@ -43,14 +43,16 @@ export function Toolbar(props: ToolbarProps) {
       <Activity indicator={indicator} />
       <span className="spacer" />
       <Budget budget={props.budget} />
-      {props.voice}
-      <label className="autoplay" title="Speak replies as they arrive. Off: nothing is spoken (or paid for) until you press Play.">
-        <input type="checkbox" checked={props.autoplay} onChange={(e) => props.onAutoplay(e.target.checked)} /> Auto-play
-      </label>
-      <label className="volume">
-        Volume
-        <input type="range" min="0" max="1" step="0.05" value={props.volume} onChange={(e) => props.onVolume(Number(e.target.value))} />
-      </label>
+      <span className="listening">
+        {props.voice}
+        <label className="autoplay" title="Speak replies as they arrive. Off: nothing is spoken (or paid for) until you press Play.">
+          <input type="checkbox" checked={props.autoplay} onChange={(e) => props.onAutoplay(e.target.checked)} /> Auto-play
+        </label>
+        <label className="volume">
+          Volume
+          <input type="range" min="0" max="1" step="0.05" value={props.volume} onChange={(e) => props.onVolume(Number(e.target.value))} />
+        </label>
+      </span>
     </div>
   );
 }

@@ -44,7 +44,7 @@ export function VoicePicker({ picker, preview }: { picker: Picker; preview: Voic
         data-state={active ? sample.status : "idle"}
         onClick={() => (active ? preview.stop() : voice && void preview.play(voice))}
       >
-        <span aria-hidden="true">{!active ? "▶ Preview" : sample.status === "loading" ? "… Loading" : "■ Stop"}</span>
+        <span aria-hidden="true">{!active ? "▶ Preview" : sample.status === "loading" ? "… Loading" : "■ Stop preview"}</span>
       </button>
       <audio
         className="voice-preview-audio"
