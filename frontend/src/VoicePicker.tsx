@@ -21,7 +21,8 @@ export function VoicePicker({ picker, preview }: { picker: Picker; preview: Voic
     <span className="voice-picker">
       <label title="The voice replies in this conversation are spoken with; a change applies from the next reply.">
         Voice
-        <select value={selected} disabled={saving} aria-busy={saving || undefined} onChange={(e) => void picker.choose(e.target.value)}>
+        {/* Not `disabled` while a pick is saved: that would drop the keyboard focus; choose() waits instead. */}
+        <select value={selected} aria-disabled={saving || undefined} aria-busy={saving || undefined} onChange={(e) => void picker.choose(e.target.value)}>
           {choices.map((c) => (
             <option key={c.voice_id} value={c.voice_id} title={c.description || undefined}>
               {voiceLabel(c)}

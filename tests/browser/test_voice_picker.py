@@ -97,7 +97,7 @@ def test_it_speaks_in_the_picked_voice_previews_it_from_our_origin_and_keeps_it_
     with page.expect_response(lambda r: r.request.method == "PATCH") as patched:
         voice.select_option(SARAH)
     assert patched.value.status == 200
-    expect(voice).to_be_enabled()
+    expect(voice).not_to_have_attribute("aria-busy", "true")
     assert voices_heard(page, fake_vendor, "And now in the other one.") == {SARAH}
 
     # The preview of the chosen voice, from our server only; it stops whatever else was playing.
