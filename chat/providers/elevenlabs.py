@@ -4,7 +4,6 @@ PCM with per-character timing, or plain `/stream`."""
 from __future__ import annotations
 
 import asyncio
-import base64
 import binascii
 import contextlib
 import json
@@ -12,7 +11,7 @@ import logging
 import random
 import time
 import weakref
-from collections.abc import AsyncGenerator, Iterator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
@@ -224,15 +223,29 @@ def _joined(first: Alignment | None, second: Alignment) -> Alignment:
     )
 
 
-def _timestamped_line(line: str) -> tuple[bytes, Alignment | None]:
+def _timestamped_line(line: bytes) -> tuple[bytes, Alignment | None]:
     """The PCM and alignment of one NDJSON line; raises _BrokenLine for anything but the vendor's shape."""
     try:
         data = json.loads(line)
         audio = data.get("audio_base64") or ""
-        pcm = base64.b64decode(audio, validate=True) if audio else b""
+        pcm = binascii.a2b_base64(audio, strict_mode=True) if audio else b""
     except (ValueError, TypeError, AttributeError, binascii.Error) as exc:
         raise _BrokenLine(str(exc)) from None
     return pcm, _seconds_to_ms(data.get("alignment"))
+
+
+async def _lines(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Non-blank lines of a byte stream, as bytes: json.loads takes them as they are, with no text
+    decoding or httpx line decoder per line (the cheapest read of the vendor's NDJSON)."""
+    rest = b""
+    async for chunk in chunks:
+        lines = (rest + chunk).split(b"\n")
+        rest = lines.pop()
+        for line in lines:
+            if line.strip():
+                yield line
+    if rest.strip():
+        yield rest
 
 
 class ElevenLabsTTS(TTSProvider):
@@ -425,9 +438,7 @@ class ElevenLabsTTS(TTSProvider):
         async with client.text_to_speech.with_raw_response.stream_with_timestamps(voice_id, **arguments) as response:
             self._read_receipt(response.headers, arguments["text"], receipt)
             waiting: Alignment | None = None
-            async for line in response._response.aiter_lines():
-                if not line.strip():
-                    continue
+            async for line in _lines(response._response.aiter_raw()):
                 pcm, alignment = _timestamped_line(line)
                 if alignment is not None:
                     waiting = _joined(waiting, alignment)
