@@ -67,10 +67,11 @@ def breaks_supported(model_id: str) -> bool:
     return model_id in BREAK_MODELS
 
 
-def _shared_client(base_url: str) -> httpx.AsyncClient:
+def _shared_client(base_url: str, keepalive: int = 32) -> httpx.AsyncClient:
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if base_url not in per_loop:
-        per_loop[base_url] = httpx.AsyncClient(limits=httpx.Limits(max_connections=None, max_keepalive_connections=32))
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
+        per_loop[base_url] = httpx.AsyncClient(limits=limits)
     return per_loop[base_url]
 
 
@@ -269,6 +270,7 @@ class ElevenLabsTTS(TTSProvider):
         max_retries: int = 2,
         retry_base_delay: float = 0.2,
         timestamps: bool = True,
+        keepalive: int = 32,
     ) -> None:
         if not output_format.startswith("pcm_") or not output_format[4:].isdigit():
             raise ValueError(f"ElevenLabsTTS streams raw PCM only; {output_format!r} is not pcm_<rate>.")
@@ -281,6 +283,8 @@ class ElevenLabsTTS(TTSProvider):
         self.max_retries = max(0, max_retries)
         self.retry_base_delay = retry_base_delay
         self.timestamps = timestamps
+        # Idle connections kept for the next request: as many as may be in flight, so none is reopened.
+        self.keepalive = max(1, keepalive)
 
     def __repr__(self) -> str:  # never show the key
         return f"ElevenLabsTTS(base_url={self.base_url!r}, voice_id={self.voice_id!r}, model_id={self.model_id!r})"
@@ -346,7 +350,7 @@ class ElevenLabsTTS(TTSProvider):
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=cast(float, timeout),
-            httpx_client=_shared_client(self.base_url),
+            httpx_client=_shared_client(self.base_url, self.keepalive),
         )
 
     def _arguments(self, request: SpeechRequest) -> dict[str, Any]:
