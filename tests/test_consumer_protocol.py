@@ -160,3 +160,17 @@ async def test_it_leaves_no_task_behind_after_disconnect(user, conversation) -> 
     await sync_to_async(lambda: None)()
     after = {t for t in asyncio.all_tasks() if t.get_name().startswith(("turn-", "speak-")) and not t.done()}
     assert after <= before
+
+
+async def test_it_keeps_a_retired_agents_conversation_readable_but_refuses_new_turns(user, conversation) -> None:
+    agent = conversation.agent
+    agent.is_active = False
+    await agent.asave()
+    communicator, connected = await connect(user, query=f"conversation_id={conversation.id}")
+    assert connected  # its history stays reachable
+    await communicator.receive_json_from()
+    await send(communicator, {"type": "user_message", "text": "Are you there?"})
+    refused = payload(await communicator.receive_json_from())
+    await communicator.disconnect()
+    assert refused["code"] == "agent_retired" and "start a new conversation" in refused["message"]
+    assert not await Message.objects.filter(conversation=conversation).aexists()

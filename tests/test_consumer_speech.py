@@ -56,6 +56,7 @@ async def test_it_speaks_the_greeting_once_and_replays_it_from_storage(user, gre
     again = await receive_until(second)
     await second.disconnect()
     assert again.audio == log.audio  # the stored recording, byte for byte
+    assert again.of("audio")[0]["words"] == [list(w) for w in (await Greeting.objects.aget()).words]
     assert len(elevenlabs_settings.tts_requests()) == billed  # never billed twice
     assert await Greeting.objects.acount() == 1
 

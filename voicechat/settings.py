@@ -487,6 +487,7 @@ TTS_PROVIDERS: dict[str, dict[str, Any]] = {
             "timeout": ELEVENLABS_TIMEOUT,
             "max_retries": ELEVENLABS_MAX_RETRIES,
             "timestamps": ELEVENLABS_TIMESTAMPS,
+            "keepalive": min(ELEVENLABS_MAX_CONCURRENCY, 1000),
         },
     },
     "elevenlabs_ws": {

@@ -23,6 +23,7 @@ from chat.consumers.handshake import Handshake
 from chat.limits import (
     BudgetView,
     Refusal,
+    agent_check,
     frame_check,
     message_check,
     socket_close,
@@ -279,6 +280,7 @@ class ConversationConsumer(ChannelEvents, Handshake):
         started_at = time.monotonic()
         try:
             clean = message_check(text)
+            agent_check(self.agent)
             session = await self._reply_session()
             providers = None if session is not None else reply_providers(agent=self.agent, speak=self.speak)
         except Refusal as refusal:

@@ -3,7 +3,7 @@
 The one place that says yes or no. Transports and turns call these and translate a `Refusal` into a
 frame, a status or an HTTP answer; nothing here knows about sockets.
 
-- `message_check(text)`: a user message is valid.
+- `message_check(text)`: a user message is valid; `agent_check(agent)`: its agent still answers.
 - `speech_reserve(user_id, chars) -> Reservation`, `await reservation.settle(billed, request_id=...)`,
   `speech_budget(user_id) -> BudgetView`: speech budgets in characters (budget.py).
 - `async with tts_slot(user_id, on_queued=...)`: fair TTS request slots within the vendor's
@@ -25,7 +25,7 @@ from chat.limits.presence import (
     turn_release,
     turn_replaced,
 )
-from chat.limits.refusal import Refusal, message_check
+from chat.limits.refusal import Refusal, agent_check, message_check
 from chat.limits.slots import tts_slot
 
 __all__ = [
@@ -36,6 +36,7 @@ __all__ = [
     "FrameRate",
     "Refusal",
     "Reservation",
+    "agent_check",
     "frame_check",
     "message_check",
     "socket_close",

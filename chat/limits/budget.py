@@ -136,6 +136,29 @@ async def speech_reserve(user_id: int, chars: int) -> Reservation:
     return await _database_call(_sqlite_retrying(_reserve))(user_id, max(0, chars))
 
 
+async def speech_reserve_block(user_id: int, need: int, block: int) -> Reservation:
+    """Hold `block` characters for the rest of a reply (or just `need`, when less than a block is left).
+
+    A reply reserves a block at a time rather than each chunk, so a spoken turn costs a write or two,
+    not two per sentence; what the block did not use is given back when the turn settles.
+    """
+    return await _database_call(_sqlite_retrying(_reserve_block))(user_id, max(0, need), max(need, block))
+
+
+async def speech_settle_turn(reservations: list[Reservation], charges: list[tuple[str, int]], unbilled: int) -> None:
+    """Book a whole turn at once: the vendor's charges (each request id once) against what it reserved.
+
+    `unbilled` is what was billed without a request id. Shielded from cancellation: an interrupted
+    turn's unspent reservation must not stay counted.
+    """
+    if not reservations:
+        return
+    task = asyncio.ensure_future(_database_call(_sqlite_retrying(_settle_turn))(reservations, charges, unbilled))
+    _settling.add(task)
+    task.add_done_callback(_settling.discard)
+    await asyncio.shield(task)
+
+
 async def speech_budget(user_id: int) -> BudgetView:
     """What the user has left today (for the page's indicator and the `budget` event)."""
     return await _database_call(_sqlite_retrying(speech_budget_now))(user_id)
@@ -200,6 +223,50 @@ def _reserve(user_id: int, chars: int) -> Reservation:
     return Reservation(user_id, chars, today, view=_view(user_id, allowance, today))
 
 
+def _reserve_block(user_id: int, need: int, block: int) -> Reservation:
+    if block > need:
+        try:
+            return _reserve(user_id, block)
+        except Refusal:
+            pass  # less than a block is left: take just this chunk, or refuse it
+    return _reserve(user_id, need)
+
+
+def _settle_turn(reservations: list[Reservation], charges: list[tuple[str, int]], unbilled: int) -> None:
+    with transaction.atomic():
+        billed = unbilled
+        for request_id, characters in charges:
+            try:
+                with transaction.atomic():
+                    first = reservations[0]
+                    SpeechCharge.objects.create(
+                        request_id=request_id, user_id=first.user_id, day=first.day, characters=characters
+                    )
+            except IntegrityError:
+                continue  # this request is booked already
+            billed += characters
+        # Each reservation keeps its own day and month, even if midnight passed while the reply spoke.
+        for reservation in reservations:
+            kept = min(billed, reservation.characters)
+            billed -= kept
+            _adjust(reservation, kept - reservation.characters)
+        if billed:  # billed past what was reserved (a vendor counting differently): book it on the last day
+            _adjust(reservations[-1], billed)
+        for reservation in reservations:
+            reservation.settled = True
+
+
+def _adjust(reservation: Reservation, delta: int) -> None:
+    if not delta:
+        return
+    day, month = reservation.day, reservation.day.replace(day=1)
+    change = {"characters": Greatest(F("characters") + delta, 0)}
+    SpeechUsage.objects.filter(
+        Q(period=DAY, start=day) | Q(period=MONTH, start=month), user_id=reservation.user_id
+    ).update(**change)
+    SiteSpeechUsage.objects.filter(day=day).update(**change)
+
+
 def _mark_limited(user_id: int, over: _OverLimit, today: date) -> None:
     """Remember that speech was refused, for the admin's "reached its limit" filter."""
     now = timezone.now()
@@ -223,16 +290,8 @@ def _settle(reservation: Reservation, billed: int, request_id: str) -> None:
                     )
             except IntegrityError:
                 billed = 0  # this request is booked already; this reservation only gives its hold back
-        delta = billed - reservation.characters
-        if not delta:
-            return
         # The reservation's own day and month, even if midnight passed while it was speaking.
-        day, month = reservation.day, reservation.day.replace(day=1)
-        change = {"characters": Greatest(F("characters") + delta, 0)}
-        SpeechUsage.objects.filter(
-            Q(period=DAY, start=day) | Q(period=MONTH, start=month), user_id=reservation.user_id
-        ).update(**change)
-        SiteSpeechUsage.objects.filter(day=day).update(**change)
+        _adjust(reservation, billed - reservation.characters)
 
 
 @_database_call

@@ -8,23 +8,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from chat.limits.budget import BudgetView, Reservation, speech_budget, speech_reserve
+from chat.limits.budget import BudgetView, Reservation, speech_budget, speech_reserve_block, speech_settle_turn
 from chat.limits.slots import tts_slot
 from chat.providers.base import SpeechReceipt
 from chat.turns.relay import SpeechGate
 
+# Characters a reply reserves at a time: a typical spoken reply needs one or two blocks, so a turn costs a
+# write or two instead of two per sentence (at a hundred streams on SQLite that was most of the CPU).
+BLOCK_CHARS = 1000
 _background: set[asyncio.Future[Any]] = set()  # settlements that outlive their turn
 
 
 class LimitsGate(SpeechGate):
     """Budgets (when the TTS backend bills per character) and fair vendor slots for one user's turn.
 
-    Bills are booked in the background, so neither the relay nor an interruption waits for the
-    database; a turn that ends normally waits for them before it reports what is left.
+    Chunks are admitted against a block reserved in the database (exact across processes: the block is
+    taken with a conditional UPDATE); the turn's bills are settled in one transaction when it ends,
+    each vendor request id once, and what the blocks did not use is given back. An interrupted turn
+    does not wait for that booking; one that ends normally does, then reports what is left.
     """
 
     def __init__(
@@ -33,32 +37,37 @@ class LimitsGate(SpeechGate):
         *,
         metered: bool = True,
         on_budget: Callable[[BudgetView], Awaitable[object]] | None = None,
+        block_chars: int = BLOCK_CHARS,
     ) -> None:
         self.user_id = user_id
         self.metered = metered
         self.on_budget = on_budget  # told what is left, once, at the end of a turn that spent some
-        self.spent = False  # something was reserved: the user's budget changed in this turn
+        self.block_chars = block_chars
         self.closed = False
-        # Chunks of equal text hold equal reservations, so any of them settles any such chunk's receipt.
-        self._held: defaultdict[str, deque[Reservation]] = defaultdict(deque)
-        self._pending: set[asyncio.Future[None]] = set()
-        self._view: BudgetView | None = None  # from the latest reservation...
-        self._in_view: set[int] = set()  # ...which counted these reservations (by id) at their full hold
-        self._returned = 0  # characters given back since that view
+        self._reservations: list[Reservation] = []
+        self._free = 0  # reserved characters no chunk has taken yet
+        self._charges: list[tuple[str, int]] = []  # (vendor request id, characters billed)
+        self._unbilled = 0  # billed characters that came without a request id
+        self._billed_total = 0
+        self._view: BudgetView | None = None  # what was left after the latest block
+
+    @property
+    def spent(self) -> bool:
+        return bool(self._reservations)
 
     async def admit(self, text: str) -> None:
-        if not self.metered:
+        if not self.metered or len(text) <= self._free:
+            self._free -= len(text) if self.metered else 0
             return
-        reserving = asyncio.ensure_future(speech_reserve(self.user_id, len(text)))
+        need = len(text) - self._free
+        reserving = asyncio.ensure_future(speech_reserve_block(self.user_id, need, self.block_chars))
         try:
             reservation = await asyncio.shield(reserving)
         except asyncio.CancelledError:
-            reserving.add_done_callback(_refund_when_made)  # cancelled mid-reservation: give back what it took
+            reserving.add_done_callback(self._keep_for_settling)  # it still counts until the turn settles
             raise
-        self.spent = True
-        self._held[text].append(reservation)
-        self._view, self._returned = reservation.view, 0
-        self._in_view = {id(r) for queue in self._held.values() for r in queue}
+        self._keep(reservation)
+        self._free -= len(text)
 
     @contextlib.asynccontextmanager
     async def slot(self, on_queued: Callable[[int | None], Awaitable[None]]) -> AsyncIterator[None]:
@@ -66,46 +75,48 @@ class LimitsGate(SpeechGate):
             yield
 
     async def billed(self, receipt: SpeechReceipt, text: str) -> None:
-        held = self._held.get(text)
-        if held:
-            reservation = held.popleft()
-            self._book(reservation.settle(receipt.characters, request_id=receipt.request_id))
-            self._give_back(reservation, reservation.characters - receipt.characters)
+        if not self.metered:
+            return
+        # A request cut off before the vendor answered carries no bill, but the vendor had its text:
+        # count it, so the budget errs on the operator's side.
+        characters = receipt.characters or (0 if receipt.request_id else len(text))
+        self._billed_total += characters
+        if receipt.request_id:
+            self._charges.append((receipt.request_id, characters))
+        else:
+            self._unbilled += characters
 
     async def close(self) -> None:
-        """The turn ended: give back every hold whose request never reported a bill, then say what is left."""
-        for reservation in [r for queue in self._held.values() for r in queue]:
-            self._book(reservation.cancel())
-            self._give_back(reservation, reservation.characters)
-        self._held.clear()
+        """The turn ended: settle what it billed against what it reserved, then say what is left."""
         if self.closed:
             return
         self.closed = True
+        settling = asyncio.ensure_future(speech_settle_turn(self._reservations, self._charges, self._unbilled))
+        _background.add(settling)
+        settling.add_done_callback(_background.discard)
         task = asyncio.current_task()
         interrupted = task is not None and task.cancelling() > 0
-        if not interrupted:  # nobody is waiting on a stop: book everything, then read the exact figures
-            await asyncio.gather(*self._pending)
         if not self.spent or self.on_budget is None:
             return
-        if interrupted and self._view is not None:  # what is left, from the last reservation and the refunds since
-            await self.on_budget(self._view.give_back(self._returned))
-        else:
-            await self.on_budget(await speech_budget(self.user_id))
+        if interrupted and self._view is not None:  # nobody waits on a stop: the figure from the last block
+            reserved = sum(r.characters for r in self._reservations)
+            await self.on_budget(self._view.give_back(reserved - self._billed_total))
+            return
+        await asyncio.shield(settling)
+        await self.on_budget(await speech_budget(self.user_id))
 
-    def _book(self, settling: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(settling)
-        for group in (self._pending, _background):
-            group.add(task)
-            task.add_done_callback(group.discard)
+    def _keep(self, reservation: Reservation) -> None:
+        self._reservations.append(reservation)
+        self._free += reservation.characters
+        self._view = reservation.view
 
-    def _give_back(self, reservation: Reservation, chars: int) -> None:
-        if id(reservation) in self._in_view:
-            self._returned += chars
-
-
-def _refund_when_made(reserving: asyncio.Future[Reservation]) -> None:
-    if reserving.cancelled() or reserving.exception() is not None:
-        return
-    refund = asyncio.ensure_future(reserving.result().cancel())
-    _background.add(refund)
-    refund.add_done_callback(_background.discard)
+    def _keep_for_settling(self, reserving: asyncio.Future[Reservation]) -> None:
+        """A block that arrived after its turn was cancelled: keep it for the settlement, or give it back."""
+        if reserving.cancelled() or reserving.exception() is not None:
+            return
+        if not self.closed:
+            self._keep(reserving.result())
+            return
+        refund = asyncio.ensure_future(speech_settle_turn([reserving.result()], [], 0))
+        _background.add(refund)
+        refund.add_done_callback(_background.discard)

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from django.conf import settings
+
+if TYPE_CHECKING:
+    from chat.models import Agent
 
 
 class Refusal(Exception):
@@ -36,3 +41,13 @@ def message_check(text: object) -> str:
             f"Messages are limited to {settings.MAX_MESSAGE_CHARS} characters; this one has {len(text)}.",
         )
     return text.strip()
+
+
+def agent_check(agent: Agent) -> None:
+    """A resumed conversation whose agent an operator retired is read-only: refuse new turns, say why."""
+    if not agent.is_active:
+        raise Refusal(
+            "agent_retired",
+            f"{agent.name} has been retired by an operator, so this conversation is read-only; "
+            "start a new conversation to keep talking.",
+        )

@@ -42,7 +42,8 @@ class SpeechGate:
         yield
 
     async def billed(self, receipt: SpeechReceipt, text: str) -> None:
-        """A request ended; `receipt.characters` is what the vendor billed for it."""
+        """A request ended; `receipt.characters` is what the vendor billed for it. `text` is the request's
+        text when the vendor may have billed it without saying (cut off unanswered), "" when it refused."""
 
     async def close(self) -> None:
         """The turn is ending (after its last request, before its closing frames); may be called again."""
@@ -316,8 +317,8 @@ class SpeechRelay:
         finally:
             synthesis.end(error)
             self._room.release()
-            if synthesis.receipt.characters or synthesis.receipt.request_id:
-                await asyncio.shield(self.gate.billed(synthesis.receipt, request.text))
+            # A refused request bills nothing; one cut off unanswered may have been billed for its text.
+            await asyncio.shield(self.gate.billed(synthesis.receipt, request.text if error is None else ""))
 
     async def _relay(self, order: deque[_Synthesis], ready: asyncio.Event, starter: asyncio.Task[None]) -> None:
         while True:

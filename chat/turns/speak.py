@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from chat.limits import Refusal
 from chat.models import Agent, Greeting, Message
-from chat.protocol import TurnMetrics
+from chat.protocol import TurnMetrics, WordTiming
 from chat.providers import ProviderError, TTSProvider
 from chat.providers.base import Alignment, SpeechReceipt, SpeechRequest
 from chat.speech import SpeechChunk, SpeechChunker
@@ -292,10 +292,12 @@ async def greeting_play(
         key = greeting_key(agent, text=text, voice_id=voice_id, output_format=tts.output_format)
         greeting, synthesise, stored = await _claim_greeting(agent=agent, key=key, text=text)
         if stored:
+            # The recording's word timings go with its first frame: they are times into the whole audio.
+            words: list[WordTiming] | None = [(w[0], w[1], w[2], w[3]) for w in greeting.words] or None
             for start in range(0, len(stored), STORED_FRAME_BYTES):
-                await output.audio(
-                    stored[start : start + STORED_FRAME_BYTES], message_id="greeting", alignment=None, words=None
-                )
+                frame = stored[start : start + STORED_FRAME_BYTES]
+                await output.audio(frame, message_id="greeting", alignment=None, words=words)
+                words = None
         elif synthesise:
             recital = Recital(
                 text=text, agent=agent, tts=tts, output=output, message_id="greeting", voice_id=voice_id, gate=gate

@@ -77,6 +77,14 @@ def setup_django(workdir: Path, database_url: str) -> None:
     call_command("migrate", verbosity=0)
 
 
+def use_agent_backend() -> None:
+    """Make the default agent one built on ElevenLabs (the agents fake's first agent)."""
+    from chat.models import Agent
+    from tests.fakes.elevenlabs_agent import AGENTS
+
+    Agent.objects.filter(is_default=True).update(backend="elevenlabs_agent", elevenlabs_agent_id=AGENTS[0].agent_id)
+
+
 def make_cookies(count: int, prefix: str) -> list[str]:
     """Users with logged-in sessions, created straight in the database (no password hashing per user)."""
     from django.contrib.auth import get_user_model
@@ -246,6 +254,12 @@ def parse_args() -> argparse.Namespace:
         help="also run one user on SOCKETS sockets taking turns while OTHERS users take one turn each",
     )
     parser.add_argument("--skip-ladder", action="store_true", help="only the extra scenarios and the baseline")
+    parser.add_argument(
+        "--vendor",
+        choices=("http", "ws", "agent"),
+        default="http",
+        help="http: TTS /stream(/with-timestamps); ws: the TTS WebSocket transport; agent: an ElevenLabs agent backend",
+    )
     return parser.parse_args()
 
 
@@ -260,8 +274,13 @@ def run_all(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[
     cookies = make_cookies(max([*ladder, args.soak_clients, args.baseline_clients, 100]), "bench")
     report: dict[str, Any] = {"levels": [], "soak": None}
     ideal_llm, token_s = ideal_llm_seconds(args.tokens_per_second), 1 / args.tokens_per_second
-    with procs.fake_vendor(args.first_byte_ms) as (vendor_url, vendor_pid):
+    if args.vendor == "agent":
+        use_agent_backend()
+        ideal_llm = 0.0  # the agent's own LLM time is the fake's first-response delay, counted as "first byte"
+    with procs.fake_vendor(args.first_byte_ms, args.vendor) as (vendor_url, vendor_pid):
         env = server_env(vendor_url, args.tokens_per_second) | dict(kv.split("=", 1) for kv in args.server_env)
+        if args.vendor == "ws":
+            env |= {"TTS_BACKEND": "elevenlabs_ws"}
 
         def bench_for(urls: list[str], pids: list[int]) -> Bench:
             first_byte = args.first_byte_ms / 1000

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -63,12 +65,24 @@ class RssSampler(threading.Thread):
 
 
 # --- processes ----------------------------------------------------------------------------------
+# The fakes a run can speak to: ElevenLabs' HTTP TTS, the same plus its TTS WebSocket, or ElevenLabs Agents.
+VENDOR_MODULES = {
+    "http": "tests.fakes.elevenlabs",
+    "ws": "tests.fakes.elevenlabs_ws",
+    "agent": "tests.fakes.elevenlabs_agent",
+}
+
+
 @contextmanager
-def fake_vendor(first_byte_ms: float) -> Iterator[tuple[str, int]]:
-    """The fake ElevenLabs in its own process, audio paced at real time; yields (url, pid)."""
-    args = [sys.executable, "-m", "tests.fakes.elevenlabs", "--port", "0", "--first-byte-ms", str(first_byte_ms)]
-    # One wake-up per 50 ms chunk instead of five: the vendor's own CPU is taken from the server's two cores.
-    args += ["--realtime", "--pace-poll-ms", "50"]
+def fake_vendor(first_byte_ms: float, kind: str = "http") -> Iterator[tuple[str, int]]:
+    """A fake ElevenLabs in its own process, audio paced at real time; yields (url, pid)."""
+    args = [sys.executable, "-m", VENDOR_MODULES[kind], "--port", "0"]
+    if kind == "agent":  # the agent's LLM takes first_byte_ms, then 50 ms of audio per event, paced
+        args += ["--first-response-ms", str(first_byte_ms), "--chunk-gap-ms", "50"]
+    else:
+        # One wake-up per 50 ms chunk instead of five: the vendor's own CPU is taken from the server's cores.
+        args += ["--first-byte-ms", str(first_byte_ms), "--realtime"]
+        args += ["--pace-poll-ms", "50"] if kind == "http" else []
     process = subprocess.Popen(args, cwd=servers.ROOT, stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None
@@ -79,14 +93,18 @@ def fake_vendor(first_byte_ms: float) -> Iterator[tuple[str, int]]:
 
 
 def fake_requests(vendor_url: str) -> dict[str, dict[str, Any]]:
-    """Every request the fake has answered since its last reset, by request id."""
-    with urllib.request.urlopen(vendor_url + "/_fake/requests") as response:
-        return {r["request_id"]: r for r in json.load(response)}
+    """Every request the fake has answered since its last reset, by request id (none from the agents fake)."""
+    try:
+        with urllib.request.urlopen(vendor_url + "/_fake/requests") as response:
+            return {r["request_id"]: r for r in json.load(response)}
+    except urllib.error.HTTPError:
+        return {}
 
 
 def fake_reset(vendor_url: str) -> None:
     """Forget recorded requests (between levels, so each level's records stay small)."""
-    urllib.request.urlopen(urllib.request.Request(vendor_url + "/_fake/reset", method="POST")).close()
+    with contextlib.suppress(urllib.error.HTTPError):  # the agents fake keeps no per-request records
+        urllib.request.urlopen(urllib.request.Request(vendor_url + "/_fake/reset", method="POST")).close()
 
 
 @contextmanager
