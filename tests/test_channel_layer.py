@@ -23,7 +23,7 @@ from django.conf import settings
 from tests import servers
 from tests.fakes.elevenlabs import FakeElevenLabs
 
-# Longer than every timeout on the path: the layer's blocking read (5 s), REDIS_SOCKET_TIMEOUT (30 s),
+# Longer than every timeout on the path: the layer's blocking read (5 s), TCP keepalive (15 s + 3 × 5 s),
 # the health-check interval (30 s), Daphne's ping interval (20 s) and ping timeout (30 s).
 HOLD_SECONDS = 35.0
 
@@ -54,26 +54,60 @@ def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def test_it_reads_longer_than_the_layer_blocks() -> None:
+def test_it_reads_without_a_timeout_and_keeps_probing_the_connection() -> None:
     blocking = RedisChannelLayer.brpop_timeout
     assert blocking == settings.CHANNEL_LAYER_BLOCKING_READ_SECONDS, "channels_redis changed its blocking read"
-    timeout = settings.REDIS_SOCKET_TIMEOUT
-    assert timeout >= blocking + 5
-    done = run_python(
+    show = (
         "import django; django.setup(); from django.conf import settings as s; "
         "h = s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]; "
-        "print(h['socket_timeout'], h['socket_connect_timeout'], h['health_check_interval'], h['retry'].get_retries())",
-        REDIS_URL="redis://127.0.0.1:6379/0",
-        REDIS_SOCKET_TIMEOUT="45",
+        "print(h['socket_timeout'], h['socket_connect_timeout'], h['socket_keepalive'], "
+        "sorted(h['socket_keepalive_options'].values()), h['health_check_interval'], h['retry'].get_retries())"
     )
+    done = run_python(show, REDIS_URL="redis://127.0.0.1:6379/0")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["45.0", "5.0", "30", "3"]
+    assert done.stdout.split() == ["None", "5.0", "True", "[3,", "5,", "15]", "30", "3"]
+    done = run_python(show, REDIS_URL="redis://127.0.0.1:6379/0", REDIS_SOCKET_TIMEOUT="45")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split()[0] == "45.0"
 
 
 def test_it_refuses_a_read_timeout_within_the_blocking_read() -> None:
     done = run_python("import django; django.setup()", REDIS_URL="redis://127.0.0.1:6379/0", REDIS_SOCKET_TIMEOUT="5")
     assert done.returncode != 0
-    assert "REDIS_SOCKET_TIMEOUT=5.0 must be at least 10" in done.stderr
+    assert "REDIS_SOCKET_TIMEOUT=5.0 must be 0 (no read timeout, the default) or at least 10" in done.stderr
+
+
+def test_it_ends_a_receive_cancelled_at_any_point_of_its_first_read(redis: str) -> None:
+    """A consumer whose socket closes at once cancels its channel's receive while redis-py is connecting.
+
+    With a socket timeout, redis-py writes through asyncio.wait_for, which on Python 3.11 can swallow
+    that cancellation: the receive then loops on BZPOPMIN forever (a leaked task and Redis connection
+    per such socket, and a test run that never ends). Cancel after 0..39 loop steps; every one must end.
+    """
+    code = """
+import asyncio, django
+django.setup()
+from channels.layers import get_channel_layer
+
+async def main():
+    layer = get_channel_layer()
+    stuck = []
+    for steps in range(40):
+        channel = await layer.new_channel()
+        waiting = asyncio.ensure_future(layer.receive(channel))
+        for _ in range(steps):
+            await asyncio.sleep(0)
+        waiting.cancel()
+        done, _ = await asyncio.wait([waiting], timeout=7)
+        if not done:
+            stuck.append(steps)
+    print("stuck", stuck)
+
+asyncio.run(main())
+"""
+    done = run_python(code, REDIS_URL=redis)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "stuck []"
 
 
 def test_it_keeps_an_idle_receive_waiting_past_the_blocking_read(redis: str) -> None:

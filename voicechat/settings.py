@@ -65,6 +65,14 @@ def env_float(name: str, default: float, *, minimum: float = 0.0) -> float:
     return value
 
 
+def _keepalive_options(idle_seconds: int) -> dict[int, int]:
+    """TCP keepalive that notices a vanished Redis in about idle + 15 s (Linux option names; else the OS's)."""
+    import socket
+
+    names = {"TCP_KEEPIDLE": idle_seconds, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3}
+    return {getattr(socket, name): value for name, value in names.items() if hasattr(socket, name)}
+
+
 def env_rate(name: str, default: str) -> str:
     """A throttle rate as Django REST framework reads it: a count per second, minute, hour or day."""
     raw = env_str(name, default)
@@ -170,9 +178,20 @@ REDIS_URL = env_str("REDIS_URL", "")
 # `brpop_timeout`); tests/test_settings.py fails if an upgrade changes it.
 CHANNEL_LAYER_BLOCKING_READ_SECONDS = 5
 # redis-py's default socket_timeout is also 5 s, so an idle consumer's blocking read raced its own
-# read timeout and lost about once per 5 s (TimeoutError, close 1011). Reads may take the blocking
-# time plus a margin for a busy event loop; a Redis that stays silent longer than that is gone.
-REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 30.0, minimum=CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5)
+# read timeout and lost about once per 5 s (TimeoutError, close 1011). The layer's reads therefore
+# have no socket timeout by default: with one, redis-py sends every command through
+# asyncio.wait_for, which on Python 3.11 can swallow a cancellation (CPython gh-86296), and a socket
+# closed while its channel's first BZPOPMIN was connecting left a consumer reading forever. A Redis
+# that goes away is noticed by TCP keepalive instead (REDIS_KEEPALIVE_SECONDS idle, then 3 probes 5 s
+# apart) and by the health-check PING. A timeout may still be set; it must outlast the blocking read.
+REDIS_SOCKET_TIMEOUT = env_float("REDIS_SOCKET_TIMEOUT", 0.0)
+if REDIS_SOCKET_TIMEOUT and REDIS_SOCKET_TIMEOUT < CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5:
+    raise ImproperlyConfigured(
+        f"REDIS_SOCKET_TIMEOUT={REDIS_SOCKET_TIMEOUT} must be 0 (no read timeout, the default) or at least "
+        f"{CHANNEL_LAYER_BLOCKING_READ_SECONDS + 5}: the channel layer's reads block "
+        f"{CHANNEL_LAYER_BLOCKING_READ_SECONDS} s on the server."
+    )
+REDIS_KEEPALIVE_SECONDS = env_int("REDIS_KEEPALIVE_SECONDS", 15, minimum=1)
 REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
@@ -191,9 +210,10 @@ if REDIS_URL:
                 "hosts": [
                     {
                         "address": REDIS_URL,
-                        "socket_timeout": REDIS_SOCKET_TIMEOUT,
+                        "socket_timeout": REDIS_SOCKET_TIMEOUT or None,
                         "socket_connect_timeout": REDIS_CONNECT_TIMEOUT,
                         "socket_keepalive": True,
+                        "socket_keepalive_options": _keepalive_options(REDIS_KEEPALIVE_SECONDS),
                         # A pooled connection idle this long is PINGed before use, and the retry below
                         # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
                         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,

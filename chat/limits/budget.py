@@ -109,6 +109,7 @@ class Reservation:
     day: date
     view: BudgetView | None = field(default=None, compare=False)  # what was left just after reserving
     settled: bool = field(default=False, compare=False)
+    counted: bool = field(default=True, compare=False)  # False: no limit applied, nothing held in the rows
 
     async def settle(self, billed_chars: int, *, request_id: str = "") -> None:
         """Book `billed_chars` (the receipt's characters) instead of the reservation; later calls do nothing."""
@@ -224,6 +225,10 @@ def _reserve(user_id: int, chars: int) -> Reservation:
 
 
 def _reserve_block(user_id: int, need: int, block: int) -> Reservation:
+    if _allowance(user_id) == _Allowance(None, None) and _site_cap() is None:
+        # Nothing to hold against: the turn's bill is recorded once, when it settles.
+        unlimited = BudgetView(None, None, None, site_exhausted=False)
+        return Reservation(user_id, block, timezone.localdate(), view=unlimited, counted=False)
     if block > need:
         try:
             return _reserve(user_id, block)
@@ -249,11 +254,28 @@ def _settle_turn(reservations: list[Reservation], charges: list[tuple[str, int]]
         for reservation in reservations:
             kept = min(billed, reservation.characters)
             billed -= kept
-            _adjust(reservation, kept - reservation.characters)
-        if billed:  # billed past what was reserved (a vendor counting differently): book it on the last day
-            _adjust(reservations[-1], billed)
+            if reservation.counted:
+                _adjust(reservation, kept - reservation.characters)
+            else:
+                _record(reservation, kept)
+        last = reservations[-1]
+        if billed and last.counted:  # billed past what was reserved (a vendor counting differently)
+            _adjust(last, billed)
+        elif billed:
+            _record(last, billed)
         for reservation in reservations:
             reservation.settled = True
+
+
+def _record(reservation: Reservation, chars: int) -> None:
+    """Count what an unlimited user was billed, for the admin's usage figures."""
+    if not chars:
+        return
+    day, month = reservation.day, reservation.day.replace(day=1)
+    for period, start in ((DAY, day), (MONTH, month)):
+        rows = SpeechUsage.objects.filter(user_id=reservation.user_id, period=period, start=start)
+        _take(rows, SpeechUsage(user_id=reservation.user_id, period=period, start=start), chars, None)
+    _take(SiteSpeechUsage.objects.filter(day=day), SiteSpeechUsage(day=day), chars, None)
 
 
 def _adjust(reservation: Reservation, delta: int) -> None:

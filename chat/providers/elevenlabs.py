@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import binascii
 import contextlib
+import itertools
 import json
 import logging
 import random
@@ -38,9 +39,11 @@ logger = logging.getLogger(__name__)
 # connections are kept on purpose; every request and response stream is closed as soon as its
 # generator is closed or its task cancelled (`async with` around the SDK's stream). The plan's
 # concurrency limit is not kept here: it is per account, so the turn holds a slot of chat/limits.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, httpx.AsyncClient]] = (
-    weakref.WeakKeyDictionary()
-)
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _ClientShards]] = weakref.WeakKeyDictionary()
+# httpcore scans every connection of a pool on each request and each response's close, so one pool of a
+# few hundred connections cost a fifth of the server's CPU at a hundred streams: keep pools this small
+# and spread requests over as many as the concurrency needs.
+_CONNECTIONS_PER_POOL = 16
 
 _MAX_RETRY_AFTER = 10.0
 _CONNECT_TIMEOUT = 5.0
@@ -67,18 +70,32 @@ def breaks_supported(model_id: str) -> bool:
     return model_id in BREAK_MODELS
 
 
+class _ClientShards:
+    """Small keep-alive pools to one vendor, handed out in turn (see _CONNECTIONS_PER_POOL)."""
+
+    def __init__(self, keepalive: int) -> None:
+        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_CONNECTIONS_PER_POOL)
+        shards = max(1, -(-keepalive // _CONNECTIONS_PER_POOL))
+        self.clients = [httpx.AsyncClient(limits=limits) for _ in range(shards)]
+        self._next = itertools.cycle(self.clients)
+
+    def next(self) -> httpx.AsyncClient:
+        return next(self._next)
+
+
 def _shared_client(base_url: str, keepalive: int = 32) -> httpx.AsyncClient:
+    """A keep-alive pool of this loop for `base_url`; later chunks skip the TCP and TLS handshakes."""
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if base_url not in per_loop:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=keepalive)
-        per_loop[base_url] = httpx.AsyncClient(limits=limits)
-    return per_loop[base_url]
+        per_loop[base_url] = _ClientShards(keepalive)
+    return per_loop[base_url].next()
 
 
 async def aclose_shared_clients() -> None:
     """Close the pooled connections of the running loop (tests and shutdown; the next use reopens)."""
-    for client in _clients.pop(asyncio.get_running_loop(), {}).values():
-        await client.aclose()
+    for shards in _clients.pop(asyncio.get_running_loop(), {}).values():
+        for client in shards.clients:
+            await client.aclose()
 
 
 def _detail(body: Any) -> tuple[str, str]:
