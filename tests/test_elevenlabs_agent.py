@@ -20,13 +20,14 @@ from django.core.exceptions import ImproperlyConfigured, ValidationError
 from elevenlabs import AsyncElevenLabs
 
 from chat import elevenlabs_agents
-from chat.models import Agent, Conversation, Message
+from chat.models import Agent, Conversation, Message, SpeechUsage
 from chat.providers import reply_session
 from chat.providers.base import AudioPart, ChatMessage, Correction, ProviderError, ReplyEvent, TextDelta
 from chat.providers.elevenlabs import aclose_shared_clients
 from chat.providers.elevenlabs_agent import ElevenLabsAgentSession
 from chat.providers.pcm import Resampler, ulaw_to_pcm
 from tests.fakes.elevenlabs_agent import AGENTS, FakeAgent, FakeElevenLabsAgents, default_reply
+from tests.fakes.elevenlabs_agent_contract import sentences
 from tests.fakes.elevenlabs_contract import pcm_for
 from tests.test_admin import AGENT_FORM
 from tests.test_settings import python
@@ -827,6 +828,31 @@ async def test_it_relays_no_agent_audio_when_the_listener_turned_speech_off(
     assert "audio" not in log.types
     reply = await Message.objects.aget(pk=log.of("agent_response_complete")[0]["message_id"])
     assert reply.audio_status == "none" and not reply.audio
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_it_keeps_an_agent_reply_to_the_users_speech_budget(
+    user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents, settings, local_limits: str
+) -> None:
+    """The vendor's agent speaks on the operator's bill too: audio stops where the allowance ends, text goes on."""
+    first, second = sentences("You said Spend. That is all I have to say about it.")  # the fake's reply
+    allowance = len(first) + len(second) // 2
+    settings.SPEECH_DAILY_CHARS, settings.SPEECH_MONTHLY_CHARS = allowance, 0
+    communicator = await open_socket(user, conversation)
+    await send(communicator, {"type": "user_message", "text": "Spend"})
+    log = await receive_until(communicator)
+    await communicator.disconnect()
+    expected = default_reply("Spend", agent_backend.conversations[0])
+    assert log.text == expected == first + second  # the whole text, as the vendor wrote it
+    assert [e["code"] for e in log.of("error")] == ["budget_exhausted"]
+    aligned = "".join("".join(p["alignment"]["chars"]) for p in log.of("audio") if p.get("alignment"))
+    # Audio up to the vendor audio part that would overdraw the allowance, none after it.
+    assert expected.startswith(aligned) and len(first) <= len(aligned) <= allowance < len(expected)
+    assert len(log.of("budget")) == 1
+    reply = await Message.objects.aget(pk=log.of("agent_response_complete")[0]["message_id"])
+    assert (reply.status, reply.audio_status, reply.error_code) == ("complete", "budget", "budget_exhausted")
+    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert usage.characters == reply.tts_characters >= len(first)  # what the vendor said it spoke is booked
 
 
 # --- vendor quirks -------------------------------------------------------------------------------

@@ -308,7 +308,9 @@ class ConversationConsumer(ChannelEvents, Handshake):
         self.context = []
         gate = None
         if providers is None:
-            turn = Turn(spec, output=self, session=session)
+            # An ElevenLabs agent speaks on the vendor's bill too: the same per-user speech budget applies.
+            gate = LimitsGate(self.user_id, on_budget=self._send_budget)
+            turn = Turn(spec, output=self, session=session, gate=gate)
         else:
             if providers.tts is not None:
                 gate = LimitsGate(self.user_id, metered=providers.tts.metered, on_budget=self._send_budget)

@@ -104,6 +104,8 @@ class Turn:
         self._text_ended = False
         self._dirty = asyncio.Event()
         self._alignment: tuple[Alignment, int] | None = None  # the vendor's, for the next frame
+        self._admitted = 0  # reply characters an agent backend's audio has been admitted for
+        self._audio_refused = False  # the budget stopped an agent backend's audio for the rest of the turn
         self.timing = ReplyTiming(rate)
 
     @staticmethod
@@ -297,8 +299,19 @@ class Turn:
             raise
 
     async def _session_audio(self, pcm: bytes, alignment: Alignment | None, spoken: str) -> None:
-        if not self.spec.speak:
-            return  # the listener turned speech off; the vendor agent speaks regardless
+        if not self.spec.speak or self._audio_refused:
+            return  # the listener turned speech off (or is out of budget); the vendor agent speaks regardless
+        if self.gate is not None:
+            # The same speech budget as the TTS backend: what this audio says (the vendor's alignment),
+            # else the reply text not yet counted, admitted before a byte of it is relayed.
+            said = spoken or self.text[self._admitted :]
+            try:
+                await self.gate.admit(said)
+            except Refusal as refusal:
+                self._audio_refused = True
+                await self.speech_refused(refusal)
+                return
+            self._admitted += len(said)
         chunk = SpeechChunk(spoken, (-1,) * len(spoken))  # the vendor's own text: no display offsets known
         offset = self.audio.size
         if alignment is not None:
@@ -388,6 +401,9 @@ class Turn:
 
     async def _finish(self, status: str) -> None:
         assert self.message is not None
+        if self.gate is not None and self.session is not None:
+            # What the vendor agent spoke this turn (its alignment, else the reply's text) is what it bills.
+            await self.gate.billed(SpeechReceipt(characters=self.session.usage().characters), "")
         if self.gate is not None:
             await self.gate.close()  # every request has ended: settle what is left, before the closing frames
         for receipt in self.relay.receipts if self.relay else []:  # every request started is billed
