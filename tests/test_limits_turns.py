@@ -136,14 +136,19 @@ async def test_it_refunds_the_unspoken_chunks_of_an_interrupted_reply(user, agen
     log = await receive_until(communicator)
     await communicator.disconnect()
 
-    billed = sum(len(r.body["text"]) for r in elevenlabs_settings.tts_requests())
-    assert log.of("budget")[0]["remaining_chars"] == 20_000 - billed  # told at once, without waiting for the books
+    requests = elevenlabs_settings.tts_requests()
+    billed = sum(len(r.body["text"]) for r in requests)
+    # The look-ahead request (two are in flight) may have been started without the vendor logging it yet
+    # when the stop came: one cut off unanswered counts its text, the operator's side of the doubt.
+    look_ahead = len(chunks_of(DemoLLM.reply_for(QUESTION))[len(requests)])
+    told = 20_000 - log.of("budget")[0]["remaining_chars"]  # told at once, without waiting for the books
+    assert told in (billed, billed + look_ahead)
     for _ in range(250):  # an interruption books in the background
         usage = await SpeechUsage.objects.aget(user=user, period="day")
-        if usage.characters == billed:
+        if usage.characters == told:
             break
         await asyncio.sleep(0.02)
-    assert usage.characters == billed  # started requests are billed; the held look-ahead is given back
+    assert usage.characters == told  # started requests are billed; the rest of the reserved block is given back
 
 
 async def test_it_lets_free_local_speech_past_a_spent_budget() -> None:
