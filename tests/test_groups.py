@@ -278,3 +278,26 @@ async def test_it_shows_a_turn_in_the_other_tabs_of_the_conversation_only(bob: A
     assert await elsewhere.receive_nothing(timeout=0.3)
     for communicator in (sender, other_tab, elsewhere):
         await communicator.disconnect()
+
+
+async def test_it_shares_nothing_while_the_user_has_no_other_socket(bob: Any, agent: Any) -> None:
+    """Only the owner's sockets show a conversation: a lone socket's turn costs the channel layer nothing."""
+    cookie = await sync_to_async(session_cookie_for)(bob)
+    sender, meta = await open_socket_meta(cookie)
+    await sender.send_json_to({"type": "user_message", "text": "Start it."})
+    await receive_until(sender)
+    layer = get_channel_layer()
+    spy = await layer.new_channel()
+    await layer.group_add(conversation_group(meta["conversation_id"]), spy)
+    await sender.send_json_to({"type": "user_message", "text": "Alone here."})
+    await receive_until(sender)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(layer.receive(spy), 0.3)
+    other_tab = await open_socket(cookie, f"conversation_id={meta['conversation_id']}")
+    await sender.send_json_to({"type": "user_message", "text": "Now with company."})
+    await receive_until(sender)
+    shared = await asyncio.wait_for(layer.receive(spy), 5)
+    assert shared["frame"]["type"] == "user_transcript"
+    await layer.group_discard(conversation_group(meta["conversation_id"]), spy)
+    for communicator in (sender, other_tab):
+        await communicator.disconnect()

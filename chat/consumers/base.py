@@ -43,6 +43,7 @@ class ConnectionBase(AsyncWebsocketConsumer):
     outbox_ready: asyncio.Event
     outbox_drained: asyncio.Event
     sharer: asyncio.Task[None] | None
+    sharing: bool  # the user has other sockets, which may show this conversation: share its turns' frames
     registered: bool
     frame_rate: FrameRate
     output_format: str
@@ -60,6 +61,7 @@ class ConnectionBase(AsyncWebsocketConsumer):
         self.greeting_pending, self.greeting_override, self.greeting_shown, self.greeting_id = False, None, "", None
         self.groups_joined = []
         self.outbox, self.outbox_ready, self.outbox_drained = deque(), asyncio.Event(), asyncio.Event()
+        self.sharing = True
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
 

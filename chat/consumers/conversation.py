@@ -27,6 +27,7 @@ from chat.limits import (
     frame_check,
     message_check,
     socket_close,
+    socket_count,
     speech_budget,
     turn_claim,
     turn_release,
@@ -290,6 +291,10 @@ class ConversationConsumer(ChannelEvents, Handshake):
         replaced = await turn_claim(self.user_id, self.channel_name)
         if replaced is not None:  # the user's turn on another socket, maybe in another process
             await self.channel_layer.send(replaced, {"type": "limits.turn_replaced"})
+        # Only the owner's sockets can show a conversation: with no other socket open, nobody is there to
+        # share this turn's frames with (on the in-memory layer each share cost a scan of every channel).
+        # A tab opened while the turn runs reads its text from the API (saved every second) until the next.
+        self.sharing = await socket_count(self.user_id) > 1
         spec = TurnSpec(
             conversation=self.conversation,
             agent=self.agent,

@@ -50,7 +50,7 @@ class FrameOutput(ConnectionBase):
                 self.responses.pop(min(self.responses))
         if not self.closed:
             await self.send(text_data=protocol.encode(frame))
-        if frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
+        if self.sharing and frame["type"] in SHARED_FRAMES and not protocol.payload_of(frame).get("greeting"):
             await self._share(frame)
         return event_id
 

@@ -8,7 +8,7 @@ frame, a status or an HTTP answer; nothing here knows about sockets.
   `speech_budget(user_id) -> BudgetView`: speech budgets in characters (budget.py).
 - `async with tts_slot(user_id, on_queued=...)`: fair TTS request slots within the vendor's
   account-wide concurrency limit (slots.py).
-- `turn_claim` / `turn_release`, `socket_open` / `socket_touch` / `socket_close`: one running turn
+- `turn_claim` / `turn_release`, `socket_open` / `socket_touch` / `socket_close` / `socket_count`: one running turn
   per user, a cap on each user's sockets (presence.py).
 - `frame_check(size)`, `FrameRate`: what one connection may send (frames.py).
 """
@@ -18,6 +18,7 @@ from chat.limits.frames import CLOSE_FRAME_TOO_LARGE, CLOSE_TOO_MANY_FRAMES, Fra
 from chat.limits.presence import (
     CLOSE_TOO_MANY_CONNECTIONS,
     socket_close,
+    socket_count,
     socket_open,
     socket_touch,
     too_many_connections,
@@ -40,6 +41,7 @@ __all__ = [
     "frame_check",
     "message_check",
     "socket_close",
+    "socket_count",
     "socket_open",
     "socket_touch",
     "speech_budget",

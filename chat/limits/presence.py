@@ -113,6 +113,14 @@ async def socket_touch(user_id: int, channel_name: str) -> bool:
     return bool(touched)
 
 
+async def socket_count(user_id: int) -> int:
+    """How many sockets the user has open in every process (a socket that died unclosed counts until its lease ends)."""
+    client = redis_client()
+    if client is None:
+        return len(_sockets.get(user_id, {}))
+    return int(await client.zcard(_sockets_key(user_id)))
+
+
 async def socket_close(user_id: int, channel_name: str) -> None:
     """Forget a closed socket (closing one that was evicted or never opened is fine)."""
     client = redis_client()
