@@ -231,3 +231,29 @@ async def test_it_keeps_slots_in_this_process_without_redis(local_limits, settin
     settings.ELEVENLABS_MAX_CONCURRENCY = 3
     assert isinstance(tts_slots().pool, LocalPool)
     assert tts_slots().pool.limit == 3  # type: ignore[attr-defined]
+
+
+async def test_it_hands_out_a_whole_batch_in_fair_order_with_one_redis_call(redis_limits) -> None:
+    """Hundreds of requests at once: one script call per dispatch pass, not one round trip per waiter."""
+    (slots, _) = two_processes(limit=5)
+    calls: list[int] = []
+    acquire_many = slots.pool.acquire_many
+
+    async def counted(tokens: list[str]) -> int:
+        calls.append(len(tokens))
+        return await acquire_many(tokens)
+
+    slots.pool.acquire_many = counted  # type: ignore[method-assign]
+    # HEAVY asks three times first; LIGHT and THIRD once each, later: the cap of 2 and fewest-held order
+    # let HEAVY in twice, then LIGHT and THIRD; one slot is left for nobody (HEAVY's third is capped).
+    waiting = [asyncio.create_task(slots.acquire(user)) for user in (HEAVY, HEAVY, HEAVY, LIGHT, THIRD)]
+    await asyncio.sleep(0.2)
+    granted = [task for task in waiting if task.done()]
+    assert calls[0] == 4 and len(granted) == 4 and not waiting[2].done()
+    assert sorted(slots.tokens.values()) == [HEAVY, HEAVY, LIGHT, THIRD]
+    assert await held_in_redis() == 4
+    for task in granted:
+        await slots.release(task.result())
+    token = await asyncio.wait_for(waiting[2], 5)
+    await slots.release(token)
+    assert await held_in_redis() == 0

@@ -123,6 +123,13 @@ def test_it_switches_to_postgres_and_redis_by_url() -> None:
     ]
 
 
+def test_it_reuses_postgresql_connections_and_checks_them_first() -> None:
+    names = "s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS']"
+    url = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/voicechat"}
+    assert settings_values(names, DEBUG="true", **url) == ["60 True"]
+    assert settings_values(names, DEBUG="true", CONN_MAX_AGE="0", **url) == ["0 True"]
+
+
 def env_example() -> dict[str, str]:
     """Every `NAME=value` of .env.example, commented-out examples included."""
     lines = (ROOT / ".env.example").read_text().splitlines()

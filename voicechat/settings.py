@@ -170,7 +170,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # writer at once ("table is locked") where a file waits its busy timeout, as production does.
     DATABASES["default"]["TEST"] = {"NAME": str(Path(tempfile.gettempdir()) / f"voicechat-test-{os.getpid()}.sqlite3")}
 else:
-    DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 0))
+    # Channels closes "old" connections around every database call from a consumer; with Django's
+    # default of 0 that opened a new PostgreSQL connection (a server process) for each one. Two Daphnes
+    # at 300 streams then lost 60 % of their handshakes (resets, 403s); reused for a minute, none.
+    # Each worker thread keeps one, so a process holds a handful; checked before reuse.
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env_int("CONN_MAX_AGE", 60))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL", "")

@@ -12,11 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import uuid
 import weakref
 from abc import ABC, abstractmethod
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass, field
 
@@ -48,6 +49,15 @@ class SlotPool(ABC):
     async def renew(self, tokens: Collection[str]) -> None:
         return None
 
+    async def acquire_many(self, tokens: list[str]) -> int:
+        """Take slots for as many of `tokens`, in order, as are free; returns how many (the first n)."""
+        taken = 0
+        for token in tokens:
+            if not await self.try_acquire(token):
+                break
+            taken += 1
+        return taken
+
 
 class LocalPool(SlotPool):
     def __init__(self, limit: int) -> None:
@@ -74,6 +84,17 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1
 """
+# The same for a batch: one round trip hands out every slot a dispatch pass can fill.
+_ACQUIRE_MANY = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
+local n = math.min(math.max(free, 0), #ARGV - 2)
+for i = 1, n do redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[i + 2]) end
+if n > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return n
+"""
 _RENEW = """
 local t = redis.call('TIME')
 local until_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) + tonumber(ARGV[1])
@@ -99,6 +120,11 @@ class RedisPool(SlotPool):
     async def try_acquire(self, token: str) -> bool:
         acquired = await self.client.eval(_ACQUIRE, 1, self.key, token, self.limit, self._lease_ms)
         return bool(acquired)
+
+    async def acquire_many(self, tokens: list[str]) -> int:
+        if not tokens:
+            return 0
+        return int(await self.client.eval(_ACQUIRE_MANY, 1, self.key, self.limit, self._lease_ms, *tokens))
 
     async def release(self, token: str) -> None:
         await self.client.zrem(self.key, token)
@@ -132,9 +158,6 @@ class FairSlots:
 
     def _line(self) -> list[_Waiter]:
         return sorted(self.waiting, key=lambda w: (self.held[w.user_id], w.seq))
-
-    def _next(self) -> _Waiter | None:
-        return next((w for w in self._line() if self.held[w.user_id] < self.per_user), None)
 
     async def acquire(self, user_id: int, on_queued: OnQueued | None = None) -> str:
         """Wait for a slot and return its token; cancelling the wait never leaves a slot taken."""
@@ -195,10 +218,13 @@ class FairSlots:
                 await self._wake.wait()
 
     async def _grant_what_fits(self) -> None:
-        while (waiter := self._next()) is not None:
-            token = uuid.uuid4().hex
-            if not await self.pool.try_acquire(token):
-                return
+        """Ask the pool once for a slot for every waiter the per-user cap lets through, in fair order."""
+        line = self._fitting()
+        if not line:
+            return
+        tokens = [uuid.uuid4().hex for _ in line]
+        taken = await self.pool.acquire_many(tokens)
+        for waiter, token in zip(line[:taken], tokens, strict=False):
             if waiter not in self.waiting:  # gave up while the pool was asked
                 await self.pool.release(token)
                 continue
@@ -207,7 +233,27 @@ class FairSlots:
             self.tokens[token] = waiter.user_id
             waiter.granted.set_result(token)
             waiter.considered.set()
+        if taken:
             self._keep_leases()
+
+    def _fitting(self) -> list[_Waiter]:
+        """The waiters that would be served one by one (fewest held first, then longest waiting), were
+        there slots for all: each grant counts against its user before the next is picked."""
+        queues: dict[int, deque[_Waiter]] = {}
+        for waiter in sorted(self.waiting, key=lambda w: w.seq):
+            queues.setdefault(waiter.user_id, deque()).append(waiter)
+        holding = {user_id: self.held[user_id] for user_id in queues}
+        heap = [(holding[u], q[0].seq, u) for u, q in queues.items() if holding[u] < self.per_user]
+        heapq.heapify(heap)
+        line: list[_Waiter] = []
+        while heap:
+            _, _, user_id = heapq.heappop(heap)
+            queue = queues[user_id]
+            line.append(queue.popleft())
+            holding[user_id] += 1
+            if queue and holding[user_id] < self.per_user:
+                heapq.heappush(heap, (holding[user_id], queue[0].seq, user_id))
+        return line
 
     def _keep_leases(self) -> None:
         if self.pool.lease_seconds and (self._renewer is None or self._renewer.done()):

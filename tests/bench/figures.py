@@ -6,6 +6,7 @@ fake's clocks are one clock); figures are reported in milliseconds.
 
 from __future__ import annotations
 
+import collections
 import math
 from typing import Any
 
@@ -149,5 +150,6 @@ def summarize(label: int | str, turns: list[Turn], ideal: float) -> dict[str, An
         "starved_turns": sum(1 for s in starved if s > 0),
         "audio_seconds": round(sum(size for t in good for _, size in t["audio"]) / BYTES_PER_SECOND, 1),
         "errors": sum(len(t["errors"]) for t in turns),
+        "error_codes": dict(collections.Counter(code for t in turns for code in t["errors"]).most_common(5)),
         "incomplete": len(turns) - len(good),
     }
