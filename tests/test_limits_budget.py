@@ -288,3 +288,16 @@ def test_it_never_overspends_across_two_processes(user, tmp_path) -> None:
             [sys.executable, "manage.py", "shell", "-c", script], cwd=ROOT, env=env, check=True, capture_output=True
         )
         assert out.stdout.decode().split()[-1] == "2000"
+
+
+async def test_it_holds_nothing_for_an_unlimited_user_and_books_the_bill_at_settle(user, settings) -> None:
+    """No limit anywhere: no row is written while the turn speaks; its bill still shows in the usage."""
+    from chat.limits.budget import speech_reserve_block, speech_settle_turn
+
+    settings.SPEECH_DAILY_CHARS = settings.SPEECH_MONTHLY_CHARS = settings.SPEECH_SITE_DAILY_CHARS = 0
+    blocks = [await speech_reserve_block(user.pk, 40, 1000), await speech_reserve_block(user.pk, 30, 1000)]
+    assert [b.counted for b in blocks] == [False, False]
+    assert not await SpeechUsage.objects.filter(user=user).aexists()
+    await speech_settle_turn(blocks, [("req-1", 38), ("req-1", 38), ("req-2", 25)], 5)
+    assert await sync_to_async(usage)(user) == await sync_to_async(usage)(user, "month") == 68
+    assert await sync_to_async(site_usage)() == 68
