@@ -129,6 +129,8 @@ def test_it_shows_sign_up_errors_in_red(browser: Browser, app: servers.App) -> N
     page.get_by_role("button", name="Sign up").click()
     error = page.locator(".errorlist").first
     expect(error).to_be_visible()
-    assert error.evaluate("e => getComputedStyle(e).color") == "rgb(176, 0, 32)"
+    # The answer's DOM can be read before its stylesheet applies (it did under CI load): wait for the colour.
+    expect(error).to_have_css("color", "rgb(176, 0, 32)")
+    page.wait_for_load_state("load")
     assert [f for f in watch.failures if "/accounts/signup/" not in f] == []
     context.close()
