@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import struct
+import sys
 import time
 from contextlib import aclosing
 from itertools import pairwise
@@ -24,7 +25,7 @@ from chat.providers.base import (
     VoiceSettings,
 )
 from chat.providers.demo import DemoLLM
-from chat.providers.elevenlabs import ElevenLabsTTS
+from chat.providers.elevenlabs import ElevenLabsTTS, aclose_shared_clients
 from chat.providers.espeak import EspeakTTS, WordTimer
 from chat.providers.openai import OpenAILLM
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
@@ -32,6 +33,24 @@ from tests.fakes.openai import FakeOpenAI
 
 VOICE = "JBFqnCBsd6RMkjVDRZzb"
 TEXT = "Hello from the fake vendor."
+# The HTTP stack under the SDK (ELEVENLABS_HTTP_CLIENT): every ElevenLabs test runs on both.
+HTTP_CLIENTS = ("aiohttp", "httpx")
+http_client_in_use = HTTP_CLIENTS[0]
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "fake_elevenlabs" in metafunc.fixturenames or metafunc.function.__name__.endswith("unreachable_server"):
+        metafunc.parametrize("http_client", HTTP_CLIENTS)
+
+
+@pytest.fixture
+def http_client() -> str:
+    return HTTP_CLIENTS[0]
+
+
+@pytest.fixture(autouse=True)
+def _use_http_client(http_client: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys.modules[__name__], "http_client_in_use", http_client)
 
 
 def elevenlabs(fake: FakeElevenLabs, **options: Any) -> ElevenLabsTTS:
@@ -42,6 +61,7 @@ def elevenlabs(fake: FakeElevenLabs, **options: Any) -> ElevenLabsTTS:
         "timeout": 1.0,
         "max_retries": 2,
         "retry_base_delay": 0.01,
+        "http_client": http_client_in_use,
     }
     return ElevenLabsTTS(**(settings | options))
 
@@ -302,10 +322,19 @@ async def test_it_reports_a_server_that_keeps_failing(fake_elevenlabs: FakeEleve
     assert len(fake_elevenlabs.tts_requests()) == 2
 
 
-async def test_it_reports_an_unreachable_server() -> None:
-    tts = ElevenLabsTTS(api_key="k", base_url=f"http://127.0.0.1:{free_port()}", voice_id=VOICE, retry_base_delay=0.01)
-    error = await failure(tts, SpeechRequest(text=TEXT))
+async def test_it_reports_an_unreachable_server(http_client: str) -> None:
+    url = f"http://127.0.0.1:{free_port()}"
+    tts = ElevenLabsTTS(api_key="k", base_url=url, voice_id=VOICE, retry_base_delay=0.01, http_client=http_client)
+    try:
+        error = await failure(tts, SpeechRequest(text=TEXT))
+    finally:
+        await aclose_shared_clients()
     assert error.code == "tts_unavailable" and "cannot be reached" in error.message
+
+
+def test_it_refuses_an_unknown_http_client() -> None:
+    with pytest.raises(ValueError, match="aiohttp or httpx"):
+        ElevenLabsTTS(api_key="k", voice_id=VOICE, http_client="requests")
 
 
 @pytest.mark.parametrize("timestamps", [True, False])

@@ -54,6 +54,7 @@ def test_it_finds_the_variables_settings_read() -> None:
         ({"ELEVENLABS_BASE_URL": "api.elevenlabs.io"}, "ELEVENLABS_BASE_URL"),
         ({"ELEVENLABS_TIMEOUT": "-1"}, "ELEVENLABS_TIMEOUT"),
         ({"ELEVENLABS_MAX_CONCURRENCY": "many"}, "ELEVENLABS_MAX_CONCURRENCY"),
+        ({"ELEVENLABS_HTTP_CLIENT": "requests"}, "ELEVENLABS_HTTP_CLIENT"),
         ({"TTS_BACKEND": "bogus"}, "TTS_BACKEND"),
         ({"LLM_BACKEND": "bogus"}, "LLM_BACKEND"),
         ({"REDIS_URL": "localhost:6379"}, "REDIS_URL"),

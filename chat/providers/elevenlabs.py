@@ -16,11 +16,13 @@ from collections.abc import AsyncGenerator, AsyncIterator, Iterator, Mapping
 from contextlib import aclosing
 from typing import Any, cast
 
+import aiohttp
 import httpx
 from elevenlabs import AsyncElevenLabs, ElevenLabs
 from elevenlabs import VoiceSettings as ElevenLabsVoiceSettings
 from elevenlabs.core import ApiError, RequestOptions
 from elevenlabs.core.parse_error import ParsingError
+from httpx_aiohttp import AiohttpTransport
 
 from chat.providers.base import (
     Alignment,
@@ -39,11 +41,13 @@ logger = logging.getLogger(__name__)
 # connections are kept on purpose; every request and response stream is closed as soon as its
 # generator is closed or its task cancelled (`async with` around the SDK's stream). The plan's
 # concurrency limit is not kept here: it is per account, so the turn holds a slot of chat/limits.
-_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _ClientShards]] = weakref.WeakKeyDictionary()
+_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[str, _Pool]] = weakref.WeakKeyDictionary()
 # httpcore scans every connection of a pool on each request and each response's close, so one pool of a
-# few hundred connections cost a fifth of the server's CPU at a hundred streams: keep pools this small
-# and spread requests over as many as the concurrency needs.
+# few hundred connections cost a fifth of the server's CPU at a hundred streams: keep its pools this
+# small and spread requests over as many as the concurrency needs (aiohttp's pool is keyed: one will do).
 _CONNECTIONS_PER_POOL = 16
+# Seconds an idle pooled connection is kept for the next request (httpx's default).
+_KEEPALIVE_EXPIRY = 5.0
 
 _MAX_RETRY_AFTER = 10.0
 _CONNECT_TIMEOUT = 5.0
@@ -70,31 +74,48 @@ def breaks_supported(model_id: str) -> bool:
     return model_id in BREAK_MODELS
 
 
-class _ClientShards:
-    """Small keep-alive pools to one vendor, handed out in turn (see _CONNECTIONS_PER_POOL)."""
+class _Pool:
+    """Keep-alive connections of this loop to one vendor, handed out as SDK-ready httpx clients.
 
-    def __init__(self, keepalive: int) -> None:
-        limits = httpx.Limits(max_connections=None, max_keepalive_connections=_CONNECTIONS_PER_POOL)
-        shards = max(1, -(-keepalive // _CONNECTIONS_PER_POOL))
-        self.clients = [httpx.AsyncClient(limits=limits) for _ in range(shards)]
+    With `aiohttp` (the default) one httpx client whose transport is aiohttp's (httpx-aiohttp): its
+    C parser reads the body from asyncio's own protocol callbacks, where httpcore + h11 + anyio parse
+    in Python and re-register the socket with the selector on every read. With `httpx`, httpx's own
+    transport over small pools handed out in turn (see _CONNECTIONS_PER_POOL).
+    """
+
+    def __init__(self, keepalive: int, http_client: str) -> None:
+        if http_client == "aiohttp":
+            # Unlimited connections (the account's slots bound them), idle ones kept _KEEPALIVE_EXPIRY.
+            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=_KEEPALIVE_EXPIRY)
+            session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
+            self.clients = [httpx.AsyncClient(transport=AiohttpTransport(client=session))]
+        else:
+            limits = httpx.Limits(
+                max_connections=None,
+                max_keepalive_connections=_CONNECTIONS_PER_POOL,
+                keepalive_expiry=_KEEPALIVE_EXPIRY,
+            )
+            shards = max(1, -(-keepalive // _CONNECTIONS_PER_POOL))
+            self.clients = [httpx.AsyncClient(limits=limits) for _ in range(shards)]
         self._next = itertools.cycle(self.clients)
 
     def next(self) -> httpx.AsyncClient:
         return next(self._next)
 
 
-def _shared_client(base_url: str, keepalive: int = 32) -> httpx.AsyncClient:
+def _shared_client(base_url: str, keepalive: int = 32, http_client: str = "aiohttp") -> httpx.AsyncClient:
     """A keep-alive pool of this loop for `base_url`; later chunks skip the TCP and TLS handshakes."""
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
-    if base_url not in per_loop:
-        per_loop[base_url] = _ClientShards(keepalive)
-    return per_loop[base_url].next()
+    key = f"{http_client} {base_url}"
+    if key not in per_loop:
+        per_loop[key] = _Pool(keepalive, http_client)
+    return per_loop[key].next()
 
 
 async def aclose_shared_clients() -> None:
     """Close the pooled connections of the running loop (tests and shutdown; the next use reopens)."""
-    for shards in _clients.pop(asyncio.get_running_loop(), {}).values():
-        for client in shards.clients:
+    for pool in _clients.pop(asyncio.get_running_loop(), {}).values():
+        for client in pool.clients:
             await client.aclose()
 
 
@@ -288,6 +309,7 @@ class ElevenLabsTTS(TTSProvider):
         retry_base_delay: float = 0.2,
         timestamps: bool = True,
         keepalive: int = 32,
+        http_client: str = "aiohttp",
     ) -> None:
         if not output_format.startswith("pcm_") or not output_format[4:].isdigit():
             raise ValueError(f"ElevenLabsTTS streams raw PCM only; {output_format!r} is not pcm_<rate>.")
@@ -302,6 +324,9 @@ class ElevenLabsTTS(TTSProvider):
         self.timestamps = timestamps
         # Idle connections kept for the next request: as many as may be in flight, so none is reopened.
         self.keepalive = max(1, keepalive)
+        if http_client not in ("aiohttp", "httpx"):
+            raise ValueError(f"http_client is aiohttp or httpx, not {http_client!r}.")
+        self.http_client = http_client
 
     def __repr__(self) -> str:  # never show the key
         return f"ElevenLabsTTS(base_url={self.base_url!r}, voice_id={self.voice_id!r}, model_id={self.model_id!r})"
@@ -367,7 +392,7 @@ class ElevenLabsTTS(TTSProvider):
             api_key=self.api_key,
             base_url=self.base_url,
             timeout=cast(float, timeout),
-            httpx_client=_shared_client(self.base_url, self.keepalive),
+            httpx_client=_shared_client(self.base_url, self.keepalive, self.http_client),
         )
 
     def _arguments(self, request: SpeechRequest) -> dict[str, Any]:

@@ -231,7 +231,8 @@ class ElevenLabsAgentSession(ReplySession):
             api_key=self._api_key,
             base_url=self.base_url,
             timeout=self.connect_timeout,
-            httpx_client=_shared_client(self.base_url),
+            # One request per call, off the audio path: httpx's own pool (no aiohttp session to close).
+            httpx_client=_shared_client(self.base_url, http_client="httpx"),
         )
         options = cast(RequestOptions, {"max_retries": self.max_retries})
         try:
