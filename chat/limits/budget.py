@@ -239,17 +239,7 @@ def _reserve_block(user_id: int, need: int, block: int) -> Reservation:
 
 def _settle_turn(reservations: list[Reservation], charges: list[tuple[str, int]], unbilled: int) -> None:
     with transaction.atomic():
-        billed = unbilled
-        for request_id, characters in charges:
-            try:
-                with transaction.atomic():
-                    first = reservations[0]
-                    SpeechCharge.objects.create(
-                        request_id=request_id, user_id=first.user_id, day=first.day, characters=characters
-                    )
-            except IntegrityError:
-                continue  # this request is booked already
-            billed += characters
+        billed = unbilled + _book_charges(reservations[0], charges)
         # Each reservation keeps its own day and month, even if midnight passed while the reply spoke.
         for reservation in reservations:
             kept = min(billed, reservation.characters)
@@ -265,6 +255,41 @@ def _settle_turn(reservations: list[Reservation], charges: list[tuple[str, int]]
             _record(last, billed)
         for reservation in reservations:
             reservation.settled = True
+
+
+def _book_charges(first: Reservation, charges: list[tuple[str, int]]) -> int:
+    """Insert a row per vendor request id not booked yet; the characters of those newly booked.
+
+    One read and one insert for the whole turn; only if another process books one of the same ids in
+    between (the unique key refuses the insert) does it go row by row, each in its own savepoint.
+    """
+    if not charges:
+        return 0
+    booked = set(
+        SpeechCharge.objects.filter(request_id__in=[r for r, _ in charges]).values_list("request_id", flat=True)
+    )
+    fresh = dict(charges)  # a request reported twice within the turn counts once
+    for request_id in booked:
+        fresh.pop(request_id, None)
+    rows = [
+        SpeechCharge(request_id=request_id, user_id=first.user_id, day=first.day, characters=characters)
+        for request_id, characters in fresh.items()
+    ]
+    try:
+        with transaction.atomic():
+            SpeechCharge.objects.bulk_create(rows)
+        return sum(fresh.values())
+    except IntegrityError:
+        pass
+    billed = 0
+    for row in rows:
+        try:
+            with transaction.atomic():
+                row.save(force_insert=True)
+        except IntegrityError:
+            continue  # this request is booked already
+        billed += row.characters
+    return billed
 
 
 def _record(reservation: Reservation, chars: int) -> None:

@@ -103,6 +103,10 @@ class LimitsGate(SpeechGate):
             await self.on_budget(self._view.give_back(reserved - self._billed_total))
             return
         await asyncio.shield(settling)
+        if self._view is not None and not any(r.counted for r in self._reservations):
+            # Unlimited on an uncapped site: what is left does not depend on the bill (no reads).
+            await self.on_budget(self._view)
+            return
         await self.on_budget(await speech_budget(self.user_id))
 
     def _keep(self, reservation: Reservation) -> None:
