@@ -301,3 +301,25 @@ async def test_it_holds_nothing_for_an_unlimited_user_and_books_the_bill_at_sett
     await speech_settle_turn(blocks, [("req-1", 38), ("req-1", 38), ("req-2", 25)], 5)
     assert await sync_to_async(usage)(user) == await sync_to_async(usage)(user, "month") == 68
     assert await sync_to_async(site_usage)() == 68
+
+
+async def test_it_books_a_charge_once_when_another_process_booked_it_after_the_turn_looked(
+    user, budgets, monkeypatch
+) -> None:
+    """The turn's one read found neither request booked, but another process booked req-1 before the
+    insert: the unique key refuses the batch and the turn books row by row, counting only req-2."""
+    from chat.limits import budget
+    from chat.limits.budget import speech_reserve_block, speech_settle_turn
+
+    block = await speech_reserve_block(user.pk, 100, 1000)
+    await SpeechCharge.objects.acreate(request_id="req-1", user=user, day=block.day, characters=40)
+    real_filter = budget.SpeechCharge.objects.filter
+
+    def looked_too_early(*args, **kwargs):
+        return real_filter(*args, **kwargs).none() if "request_id__in" in kwargs else real_filter(*args, **kwargs)
+
+    monkeypatch.setattr(budget.SpeechCharge.objects, "filter", looked_too_early)
+    await speech_settle_turn([block], [("req-1", 40), ("req-2", 25)], 0)
+    assert await sync_to_async(usage)(user) == 25
+    charges = {c.request_id: c.characters async for c in SpeechCharge.objects.all()}
+    assert charges == {"req-1": 40, "req-2": 25}
