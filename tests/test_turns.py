@@ -340,13 +340,16 @@ async def test_it_creates_the_conversation_with_its_greeting_on_the_first_messag
     assert await Conversation.objects.filter(pk=conversation.id, title="Hello?").aexists()
 
 
-def paced_frames(pacer: FramePacer, *, chunk_ms: int, chunks: int) -> tuple[list[int], float]:
-    """Feed real-time audio in `chunk_ms` parts; returns the frames sent (ms of audio) and the lowest lead."""
+def paced_frames(
+    pacer: FramePacer, *, chunk_ms: int, chunks: int, speed: float = 1.0
+) -> tuple[list[int], float]:
+    """Feed audio in `chunk_ms` parts at `speed` × real time, checking `due` as each arrives (the
+    relay's timer sends nothing here); returns the frames sent (ms of audio) and the lowest lead."""
     now, held, frames, lowest = [0.0], 0, [], float("inf")
     pacer.clock = lambda: now[0]
     part = pacer.sample_rate * 2 * chunk_ms // 1000
     for _ in range(chunks):
-        now[0] += chunk_ms / 1000
+        now[0] += chunk_ms / 1000 / speed
         held += part
         if pacer.due(held):
             if pacer.first_sent_at is not None:
@@ -354,14 +357,24 @@ def paced_frames(pacer: FramePacer, *, chunk_ms: int, chunks: int) -> tuple[list
             pacer.sent(held)
             frames.append(held * 1000 // (pacer.sample_rate * 2))
             held = 0
+    if held:  # the relay's last flush
+        frames.append(held * 1000 // (pacer.sample_rate * 2))
     return frames, lowest
 
 
 def test_it_sends_the_first_audio_at_once_then_larger_frames_without_starving_the_listener() -> None:
-    frames, lowest = paced_frames(FramePacer(24000), chunk_ms=50, chunks=100)  # a vendor at real time
-    assert frames[0] == 50  # the first audio goes out as it arrives
-    assert sum(frames) == 5000 and len(frames) < 60  # fewer, larger frames after it
+    frames, lowest = paced_frames(FramePacer(24000), chunk_ms=25, chunks=200, speed=2.0)  # twice real time
+    assert frames[0] == 25  # the first audio goes out as it arrives
+    assert sum(frames) == 5000 and len(frames) < 60 and max(frames) == 150  # fewer, larger frames after it
     assert lowest > 0  # the listener's buffer never ran dry
+
+
+def test_it_does_not_hold_a_real_time_vendors_audio_that_could_not_get_ahead() -> None:
+    """At real time the listener's lead cannot grow: held audio would only be late (and need a timer)."""
+    pacer = FramePacer(24000)
+    frames, lowest = paced_frames(pacer, chunk_ms=50, chunks=100)
+    assert frames == [50] * 100  # each chunk as it arrives
+    assert lowest > 0  # and never short
 
 
 def test_it_sends_frames_of_the_target_size_to_a_listener_well_ahead() -> None:

@@ -166,8 +166,10 @@ class FramePacer:
     never so late that the listener's buffer falls below `low_ms` (estimated from what was sent and a
     real-time player that starts `prebuffer_ms` after the first frame — the page's start-up buffer).
 
-    A vendor that sends faster than real time gets few large frames; one that paces at real time gets
-    frames as they are due, so pacing never starves a listener. Fewer frames is most of the relay's CPU.
+    A vendor that sends faster than real time gets few large frames. One that paces at real time
+    cannot put the listener further ahead, so holding its audio would only delay it: audio that would
+    be due within `min_hold_ms` anyway goes out as it arrives, with no timer to wait on. Fewer frames
+    and fewer timers are most of the relay's CPU.
     """
 
     def __init__(
@@ -177,12 +179,13 @@ class FramePacer:
         frame_ms: int = 150,
         low_ms: int = 60,
         prebuffer_ms: int = 80,
+        min_hold_ms: int = 50,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.sample_rate = sample_rate
         self.clock = clock
         self.frame_bytes = max(2, sample_rate * 2 * frame_ms // 1000) & ~1
-        self.low_ms, self.prebuffer_ms = low_ms, prebuffer_ms
+        self.low_ms, self.prebuffer_ms, self.min_hold_ms = low_ms, prebuffer_ms, min_hold_ms
         self.sent_bytes = 0
         self.first_sent_at: float | None = None
 
@@ -193,7 +196,9 @@ class FramePacer:
 
     def due(self, held: int) -> bool:
         """Should `held` bytes go out now?"""
-        return self.first_sent_at is None or held >= self.frame_bytes or self.lead_ms() < self.low_ms
+        if self.first_sent_at is None or held >= self.frame_bytes:
+            return True
+        return self.lead_ms() < self.low_ms + self.min_hold_ms
 
     def hold_seconds(self) -> float:
         """How much longer held audio may wait for more before it must go out."""
