@@ -257,3 +257,18 @@ async def test_it_hands_out_a_whole_batch_in_fair_order_with_one_redis_call(redi
     token = await asyncio.wait_for(waiting[2], 5)
     await slots.release(token)
     assert await held_in_redis() == 0
+
+
+async def test_it_holds_more_redis_commands_at_once_than_redis_pys_default_pool(redis_limits, settings) -> None:
+    """redis-py 8 fails a command past 100 pooled connections (MaxConnectionsError); at a few hundred
+    sockets a burst of slot releases did. The limits' pool is REDIS_MAX_CONNECTIONS wide, and waits."""
+    from chat.limits.shared import KEY_PREFIX, aclose_redis_clients
+
+    await aclose_redis_clients()  # a pool built from this test's settings
+    settings.REDIS_MAX_CONNECTIONS = 150
+    client = redis_client()
+    assert client is not None
+    # Each BLPOP holds its connection for 0.3 s: 200 at once need more than 100 and more than 150.
+    results = await asyncio.gather(*(client.blpop([f"{KEY_PREFIX}nothing:{i}"], timeout=0.3) for i in range(200)))
+    assert results == [None] * 200
+    assert client.connection_pool.max_connections == 150

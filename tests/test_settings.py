@@ -124,6 +124,13 @@ def test_it_switches_to_postgres_and_redis_by_url() -> None:
     ]
 
 
+def test_it_sizes_the_channel_layers_redis_pool_past_redis_pys_default() -> None:
+    names = "s.CHANNEL_LAYERS['default']['CONFIG']['hosts'][0]['max_connections']"
+    url = {"REDIS_URL": "redis://127.0.0.1:6379/0"}
+    assert settings_values(names, DEBUG="true", **url) == ["1000"]
+    assert settings_values(names, DEBUG="true", REDIS_MAX_CONNECTIONS="300", **url) == ["300"]
+
+
 def test_it_reuses_postgresql_connections_and_checks_them_first() -> None:
     names = "s.DATABASES['default']['CONN_MAX_AGE'], s.DATABASES['default']['CONN_HEALTH_CHECKS']"
     url = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/voicechat"}

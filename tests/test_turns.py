@@ -340,9 +340,7 @@ async def test_it_creates_the_conversation_with_its_greeting_on_the_first_messag
     assert await Conversation.objects.filter(pk=conversation.id, title="Hello?").aexists()
 
 
-def paced_frames(
-    pacer: FramePacer, *, chunk_ms: int, chunks: int, speed: float = 1.0
-) -> tuple[list[int], float]:
+def paced_frames(pacer: FramePacer, *, chunk_ms: int, chunks: int, speed: float = 1.0) -> tuple[list[int], float]:
     """Feed audio in `chunk_ms` parts at `speed` × real time, checking `due` as each arrives (the
     relay's timer sends nothing here); returns the frames sent (ms of audio) and the lowest lead."""
     now, held, frames, lowest = [0.0], 0, [], float("inf")

@@ -199,6 +199,11 @@ if REDIS_SOCKET_TIMEOUT and REDIS_SOCKET_TIMEOUT < CHANNEL_LAYER_BLOCKING_READ_S
 REDIS_KEEPALIVE_SECONDS = env_int("REDIS_KEEPALIVE_SECONDS", 15, minimum=1)
 REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
+# Connections each process's Redis pools may open (the channel layer's, and the limits' one). redis-py 8
+# caps a pool at 100 unless told and then fails the command (MaxConnectionsError) instead of waiting:
+# at a few hundred sockets a burst of group joins or slot releases ran past it. The limits' pool waits
+# up to REDIS_CONNECT_TIMEOUT for a connection when all of these are busy.
+REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10)
 CHANNEL_LAYER_GROUP_EXPIRY = env_int("CHANNEL_LAYER_GROUP_EXPIRY", 86400, minimum=60)
@@ -222,6 +227,7 @@ if REDIS_URL:
                         # A pooled connection idle this long is PINGed before use, and the retry below
                         # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
                         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
+                        "max_connections": REDIS_MAX_CONNECTIONS,
                         # Safe to repeat: channels_redis writes messages with ZADD of a unique member.
                         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                     }

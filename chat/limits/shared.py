@@ -21,7 +21,15 @@ def redis_client() -> aioredis.Redis | None:
         return None
     per_loop = _clients.setdefault(asyncio.get_running_loop(), {})
     if url not in per_loop:
-        per_loop[url] = aioredis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        # Blocking: a burst past REDIS_MAX_CONNECTIONS waits for a free connection instead of failing.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=settings.REDIS_MAX_CONNECTIONS,
+            timeout=settings.REDIS_CONNECT_TIMEOUT,
+            decode_responses=True,
+            health_check_interval=30,
+        )
+        per_loop[url] = aioredis.Redis(connection_pool=pool)
     return per_loop[url]
 
 
