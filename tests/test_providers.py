@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import struct
+import subprocess
 import sys
 import time
 from contextlib import aclosing
@@ -330,6 +332,21 @@ async def test_it_reports_an_unreachable_server(http_client: str) -> None:
     finally:
         await aclose_shared_clients()
     assert error.code == "tts_unavailable" and "cannot be reached" in error.message
+
+
+def test_it_closes_the_pool_of_a_loop_that_stopped_without_closing_it() -> None:
+    """Daphne's loop stops without closing our pool; at exit it is closed, not reported as leaked."""
+    script = (
+        "import asyncio, django; django.setup()\n"
+        "from chat.providers.elevenlabs import _shared_client\n"
+        "async def use():\n"
+        "    _shared_client('http://127.0.0.1:9', http_client='aiohttp')\n"
+        "asyncio.new_event_loop().run_until_complete(use())\n"
+    )
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "voicechat.settings", "DEBUG": "true"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "Unclosed" not in done.stderr
 
 
 def test_it_refuses_an_unknown_http_client() -> None:

@@ -4,6 +4,7 @@ PCM with per-character timing, or plain `/stream`."""
 from __future__ import annotations
 
 import asyncio
+import atexit
 import binascii
 import contextlib
 import itertools
@@ -114,9 +115,25 @@ def _shared_client(base_url: str, keepalive: int = 32, http_client: str = "aioht
 
 async def aclose_shared_clients() -> None:
     """Close the pooled connections of the running loop (tests and shutdown; the next use reopens)."""
-    for pool in _clients.pop(asyncio.get_running_loop(), {}).values():
+    await _aclose(_clients.pop(asyncio.get_running_loop(), {}))
+
+
+async def _aclose(pools: dict[str, _Pool]) -> None:
+    for pool in pools.values():
         for client in pool.clients:
             await client.aclose()
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Close the pools of loops that stopped without doing it (Daphne's, when the process is stopped):
+    an aiohttp session left open logs "Unclosed client session" as an error when it is collected."""
+    for loop, pools in list(_clients.items()):
+        if loop.is_closed() or loop.is_running():
+            continue
+        with contextlib.suppress(Exception):
+            loop.run_until_complete(_aclose(pools))
+        _clients.pop(loop, None)
 
 
 def _detail(body: Any) -> tuple[str, str]:
