@@ -86,8 +86,11 @@ class _Pool:
 
     def __init__(self, keepalive: int, http_client: str) -> None:
         if http_client == "aiohttp":
-            # Unlimited connections (the account's slots bound them), idle ones kept _KEEPALIVE_EXPIRY.
-            connector = aiohttp.TCPConnector(limit=0, limit_per_host=0, keepalive_timeout=_KEEPALIVE_EXPIRY)
+            # Unlimited connections (the account's slots bound them), idle ones kept _KEEPALIVE_EXPIRY,
+            # and the certificates httpx trusts (certifi, or SSL_CERT_FILE / SSL_CERT_DIR when set).
+            connector = aiohttp.TCPConnector(
+                limit=0, limit_per_host=0, keepalive_timeout=_KEEPALIVE_EXPIRY, ssl=httpx.create_ssl_context()
+            )
             session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=None))
             self.clients = [httpx.AsyncClient(transport=AiohttpTransport(client=session))]
         else:
