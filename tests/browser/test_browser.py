@@ -42,6 +42,10 @@ def test_it_signs_up_streams_and_speaks_a_reply_and_records_what_was_heard(page:
     # The socket opens and the player loads with the page, before anything is typed.
     expect(page.get_by_role("status")).to_have_text("Connected")
     wait_until(lambda: player(page)["state"] == "idle", what="the audio worklet to load with the page")
+    # The new conversation's greeting plays first; a Send during it would drop its queued samples.
+    expect(page.get_by_role("article", name="Assistant's greeting")).to_be_visible()
+    wait_until(lambda: player(page)["samplesPlayed"] > 0, what="the greeting to be heard")
+    wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the greeting to play out")
 
     watch_reply_lengths(page)
     send(page, "Tell me about streaming speech.")
@@ -99,7 +103,10 @@ def test_it_speaks_the_first_turn_of_a_fresh_page_as_soon_as_the_next(page: Page
     page.get_by_role("button", name="New conversation").click()
     page.reload()  # a fresh page: nothing warmed up by the turns before
     expect(page.get_by_role("status")).to_have_text("Connected")
-    wait_until(lambda: player(page)["state"] == "idle", what="the player to load with the page")
+    # The new conversation greets aloud first; measured over it, "first sound" would be the greeting's.
+    expect(page.get_by_role("article", name="Assistant's greeting")).to_be_visible()
+    wait_until(lambda: player(page)["samplesPlayed"] > 0, what="the greeting to be heard")
+    wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the greeting to play out")
     first = first_sound_ms(page, SAME_QUESTION)
     second = first_sound_ms(page, SAME_QUESTION)
     # Measured in the same page both ways; the first may not pay for a socket, a conversation or a worklet.
