@@ -178,14 +178,18 @@ def wait_until(page: Page, predicate: Callable[[], bool], what: str, timeout: fl
         page.wait_for_timeout(50)
 
 
-def finish(page: Page, seen: dict[str, Any], fake: FakeElevenLabs) -> dict[str, Any]:
-    """Wait until every byte the fake vendor synthesised reached the SDK's onAudio, then end the session."""
+def finish(page: Page, seen: dict[str, Any], fake: FakeElevenLabs, *, heard: bool = False) -> dict[str, Any]:
+    """Wait until every byte the fake vendor synthesised reached the SDK's onAudio (and, when `heard`,
+    until the SDK says it is speaking it: its output reports that a little after the bytes arrive), then
+    end the session."""
 
     def all_audio_arrived() -> bool:
         expected = sum(len(pcm) for pcm in fake.sent_pcm())
         return fake.open_streams == 0 and page.evaluate("window.seen.audioBytes") == expected
 
     wait_until(page, all_audio_arrived, "the reply's audio")
+    if heard:
+        wait_until(page, lambda: "speaking" in page.evaluate("window.seen.modes"), "the SDK to play the reply")
     page.evaluate("window.conversation.endSession()")
     wait_until(page, lambda: page.evaluate("window.seen.disconnect") is not None, "the session to end")
     return page.evaluate("window.seen")
@@ -219,7 +223,7 @@ def test_it_holds_a_voice_session_and_plays_the_reply(
 ) -> None:
     sdk_page.goto(developer_site.url + "/")
     quiet = developer_site.quiet_agent_id
-    seen = finish(sdk_page, sdk_page.evaluate("([a]) => runSession(false, a)", [quiet]), fake_vendor)
+    seen = finish(sdk_page, sdk_page.evaluate("([a]) => runSession(false, a)", [quiet]), fake_vendor, heard=True)
     # The SDK streamed the fake microphone the whole time (user_audio_chunk every few ms): never an error.
     assert seen["errors"] == [] and seen["disconnect"] == "user"
     assert "speaking" in seen["modes"] and seen["microphoneChunks"] > 10
