@@ -455,7 +455,8 @@ ELEVENLABS_MAX_RETRIES = env_int("ELEVENLABS_MAX_RETRIES", 2)
 # /stream/with-timestamps (word timing for the page) or plain /stream (audio only).
 ELEVENLABS_TIMESTAMPS = env_bool("ELEVENLABS_TIMESTAMPS", True)
 # The HTTP stack under the official SDK's client: aiohttp (httpx-aiohttp's transport; its C parser
-# reads the vendor's stream for about a third less CPU) or httpx's own (httpcore + h11 over anyio).
+# reads the vendor's stream; 0.0098 against 0.0112 CPU s per audio s at 100 streams) or httpx's own
+# (httpcore + h11 over anyio).
 ELEVENLABS_HTTP_CLIENT = env_str("ELEVENLABS_HTTP_CLIENT", "aiohttp")
 if ELEVENLABS_HTTP_CLIENT not in ("aiohttp", "httpx"):
     raise ImproperlyConfigured(f"ELEVENLABS_HTTP_CLIENT={ELEVENLABS_HTTP_CLIENT!r} is unknown; use aiohttp or httpx.")
