@@ -158,6 +158,31 @@ async def test_it_lets_free_local_speech_past_a_spent_budget() -> None:
     assert gate.spent is False
 
 
+async def test_it_reports_an_unlimited_users_budget_without_reading_it_back(user, settings, monkeypatch) -> None:
+    """Unlimited on an uncapped site: the end-of-turn figure is known without a read; the bill is still booked."""
+    from chat.limits import gate as gate_module
+    from chat.providers.base import SpeechReceipt
+
+    settings.SPEECH_DAILY_CHARS = settings.SPEECH_MONTHLY_CHARS = settings.SPEECH_SITE_DAILY_CHARS = 0
+
+    async def no_reads(user_id: int) -> None:
+        raise AssertionError("the budget was read back")
+
+    monkeypatch.setattr(gate_module, "speech_budget", no_reads)
+    reported = []
+
+    async def on_budget(view) -> None:
+        reported.append(view)
+
+    gate = LimitsGate(user_id=user.pk, on_budget=on_budget)
+    await gate.admit("Twelve chars")
+    await gate.billed(SpeechReceipt(request_id="req-u", characters=12), "Twelve chars")
+    await gate.close()
+    assert [(v.remaining_chars, v.limit_chars, v.site_exhausted) for v in reported] == [(None, None, False)]
+    day = await SpeechUsage.objects.aget(user=user, period=SpeechUsage.Period.DAY)
+    assert day.characters == 12
+
+
 # --- one running turn per user --------------------------------------------------------------------
 
 
