@@ -34,7 +34,7 @@ run: migrate
 	@echo "  Sign up at http://$(HOST):$(PORT)/accounts/signup/ ; agents live at /admin/"
 	@echo "  Another port or address:  make run PORT=8080 HOST=0.0.0.0   (see HOST and PORT in README.md)"
 	@echo ""
-	$(BIN)/daphne -b $(HOST) -p $(PORT) voicechat.asgi:application
+	$(BIN)/python -m voicechat.serve --host $(HOST) --port $(PORT)
 
 admin: migrate
 	$(BIN)/python manage.py createsuperuser

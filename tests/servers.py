@@ -100,11 +100,11 @@ def daphne_app(tmp_path: Path, **overrides: str) -> Iterator[App]:
 
 
 def _start_daphne(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
-    """Daphne on `port`, its output in `log` (read it when a test fails); returns once it listens."""
-    daphne = str(Path(sys.executable).parent / "daphne")
+    """The app's server on `port` (Daphne; Uvicorn when env has ASGI_SERVER=uvicorn), its output in `log`
+    (read it when a test fails); returns once it listens."""
     with log.open("ab") as out:
         server = subprocess.Popen(
-            [daphne, "-b", "127.0.0.1", "-p", str(port), "voicechat.asgi:application"],
+            [sys.executable, "-m", "voicechat.serve", "--host", "127.0.0.1", "--port", str(port)],
             cwd=ROOT,
             env=env,
             stdout=out,

@@ -1,4 +1,5 @@
-"""A whole turn through a real Daphne process, a real socket and the real ElevenLabs SDK (against the fake)."""
+"""A whole turn through a real server process (Daphne, and the Uvicorn option), a real socket and the real
+ElevenLabs SDK (against the fake)."""
 
 from __future__ import annotations
 
@@ -16,11 +17,12 @@ from tests.fakes.elevenlabs import FakeElevenLabs
 pytestmark = pytest.mark.daphne
 
 
-@pytest.fixture
-def daphne_app(tmp_path: Path) -> Iterator[tuple[str, str, FakeElevenLabs]]:
-    """Daphne serving the app, TTS through the fake; yields (base url, session cookie, fake)."""
+@pytest.fixture(params=["daphne", "uvicorn"])
+def daphne_app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str, FakeElevenLabs]]:
+    """The app under each server, TTS through the fake; yields (base url, session cookie, fake)."""
     fake = FakeElevenLabs.start_in_thread()
     overrides = {"TTS_BACKEND": "elevenlabs", "ELEVENLABS_API_KEY": fake.api_key, "ELEVENLABS_BASE_URL": fake.url}
+    overrides["ASGI_SERVER"] = request.param
     try:
         with servers.daphne_app(tmp_path, DEMO_LLM_TOKENS_PER_SECOND="400", **overrides) as app:
             yield app.url, app.session_cookie("dora"), fake

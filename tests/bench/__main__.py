@@ -1,7 +1,7 @@
 """`make bench`: time from Send to first sound, relay lag and starvation, at rising concurrency, on loopback.
 
 Starts a fake ElevenLabs (first byte after 150 ms, audio paced at real time, PCM 24 kHz), the app under
-Daphne (one process, or `--processes N` behind Redis; `--server uvicorn` to compare) with the demo LLM
+Daphne (one process, or `--processes N` behind Redis; `--server uvicorn` for the Uvicorn option) with the demo LLM
 (30 tokens/s) and a separate client process per level; then does the same turn with
 SPEECH_MODE=whole_reply (one TTS request after the whole reply, what peers do) for the baseline.
 `--soak 600` adds a 10-minute run at 50 streams and reports the server's RSS slope. Prints Markdown
@@ -232,7 +232,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the memory soak (0: none; try 600)")
     parser.add_argument("--soak-clients", type=int, default=50)
     parser.add_argument("--processes", type=int, default=1, help="Daphne processes (more than one: Redis layer)")
-    parser.add_argument("--server", choices=("daphne", "uvicorn"), default="daphne", help="uvicorn: for comparison")
+    parser.add_argument(
+        "--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server (voicechat.serve)"
+    )
+    parser.add_argument(
+        "--server-logs", type=Path, default=None, metavar="DIR", help="keep each server process's output in DIR"
+    )
     parser.add_argument("--first-byte-ms", type=float, default=150.0)
     parser.add_argument("--tokens-per-second", type=float, default=30.0)
     parser.add_argument("--baseline-clients", type=int, default=1)
@@ -286,7 +291,7 @@ def run_all(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[
             first_byte = args.first_byte_ms / 1000
             return Bench(urls, pids, vendor_url, vendor_pid, cookies, ideal_llm, first_byte, 20.0, token_s, args.binary)
 
-        with procs.app_servers(env, args.processes, args.server) as (urls, pids):
+        with procs.app_servers(env, args.processes, args.server, args.server_logs, "server") as (urls, pids):
             bench = bench_for(urls, pids)
             run_level(bench, 1)  # warm-up: imports, pools, first queries
             idle_cookies = cookies[: max([*ladder, 100])]
@@ -302,7 +307,9 @@ def run_all(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[
                 sockets, others = (int(n) for n in args.fairness.split(","))
                 report["fairness"] = run_fairness(bench, sockets, others)
                 progress("fairness", report["fairness"])
-        with procs.app_servers({**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server) as (urls, pids):
+        with procs.app_servers(
+            {**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server, args.server_logs, "baseline"
+        ) as (urls, pids):
             baseline = bench_for(urls, pids)
             run_level(baseline, 1)
             report["baseline"] = run_level(baseline, args.baseline_clients)

@@ -125,39 +125,44 @@ def redis_server() -> Iterator[str]:
 
 
 def server_command(server: str, port: int) -> list[str]:
-    """Daphne (the project's server) or Uvicorn (uvloop, httptools, websockets; for comparison, if installed)."""
-    binary = str(Path(sys.executable).parent / server)
-    if server == "uvicorn":
-        return [binary, "--host", "127.0.0.1", "--port", str(port), "--no-access-log", "voicechat.asgi:application"]
-    return [binary, "-b", "127.0.0.1", "-p", str(port), "voicechat.asgi:application"]
+    """The app's own launcher (`voicechat.serve`): Daphne, the default, or Uvicorn, with the project's flags."""
+    return [sys.executable, "-m", "voicechat.serve", "--server", server, "--host", "127.0.0.1", "--port", str(port)]
 
 
 @contextmanager
-def app_server(env: dict[str, str], server: str = "daphne") -> Iterator[tuple[str, int]]:
-    """One server process serving the app; yields (url, pid)."""
+def app_server(env: dict[str, str], server: str = "daphne", log: Path | None = None) -> Iterator[tuple[str, int]]:
+    """One server process serving the app; yields (url, pid). Its output goes to `log` (appended), else nowhere."""
     port = servers.free_port()
-    process = subprocess.Popen(
-        server_command(server, port),
-        cwd=servers.ROOT,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        servers.wait_for_port(port)
-        yield f"http://127.0.0.1:{port}", process.pid
-    finally:
-        process.terminate()
-        process.wait(10)
+    with ExitStack() as stack:
+        out = stack.enter_context(log.open("ab")) if log else subprocess.DEVNULL
+        process = subprocess.Popen(
+            server_command(server, port), cwd=servers.ROOT, env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+        try:
+            servers.wait_for_port(port)
+            yield f"http://127.0.0.1:{port}", process.pid
+        finally:
+            process.terminate()
+            process.wait(10)
 
 
 @contextmanager
-def app_servers(env: dict[str, str], processes: int, server: str) -> Iterator[tuple[list[str], list[int]]]:
-    """`processes` server processes; more than one share a Redis channel layer (REDIS_URL or a fresh one)."""
+def app_servers(
+    env: dict[str, str], processes: int, server: str, logs: Path | None = None, name: str = "server"
+) -> Iterator[tuple[list[str], list[int]]]:
+    """`processes` server processes; more than one share a Redis channel layer (REDIS_URL or a fresh one).
+
+    With `logs` (a directory), process i writes to `logs/{name}-{i}.log`.
+    """
+    if logs:
+        logs.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if processes > 1 and not env.get("REDIS_URL"):
             env = {**env, "REDIS_URL": stack.enter_context(redis_server())}
-        started = [stack.enter_context(app_server(env, server)) for _ in range(processes)]
+        started = [
+            stack.enter_context(app_server(env, server, logs / f"{name}-{i}.log" if logs else None))
+            for i in range(processes)
+        ]
         yield [url for url, _ in started], [pid for _, pid in started]
 
 
