@@ -71,3 +71,8 @@ def test_it_names_the_variable_when_asgi_server_is_wrong() -> None:
     )
     assert done.returncode == 2
     assert "ASGI_SERVER must be one of daphne, uvicorn, not 'gunicorn'" in done.stderr
+
+
+def test_it_documents_the_server_choice() -> None:
+    assert "# ASGI_SERVER=daphne" in (servers.ROOT / ".env.example").read_text()
+    assert "| `ASGI_SERVER` | `daphne` |" in (servers.ROOT / "README.md").read_text()

@@ -25,6 +25,9 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
+
+import environ
 
 APPLICATION = "voicechat.asgi:application"
 SERVERS = ("daphne", "uvicorn")
@@ -34,6 +37,9 @@ SHUTDOWN_GRACE_SECONDS = 10
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
+    dotenv = Path(__file__).resolve().parent.parent / ".env"
+    if dotenv.is_file():  # ASGI_SERVER may be there, as every setting may (the real environment wins)
+        environ.Env.read_env(dotenv, overwrite=False)
     parser = argparse.ArgumentParser(prog="python -m voicechat.serve", description=__doc__.splitlines()[0])
     parser.add_argument(
         "--server",

@@ -338,7 +338,11 @@ def main() -> None:
             report = run_all(args, workdir, database_url)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    report |= {"machine": machine(), "settings": vars(args), "when": datetime.now(UTC).isoformat(timespec="seconds")}
+    report |= {
+        "machine": machine(),
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "when": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     out = servers.ROOT / "bench-results" / f"{datetime.now(UTC):%Y%m%dT%H%M%S}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
