@@ -1,4 +1,5 @@
-"""Real server processes for end-to-end tests: the app under Daphne on a temp database, TTS via the fake.
+"""Real server processes for end-to-end tests: the app under Daphne (Uvicorn with ASGI_SERVER=uvicorn in the
+environment) on a temp database, TTS via the fake.
 
 `daphne_app` is one process on SQLite. `daphne_cluster` is several processes sharing one PostgreSQL
 database and one Redis, as an operator runs them; `postgres_admin_url()` and `redis_url()` say whether
@@ -92,14 +93,14 @@ def daphne_app(tmp_path: Path, **overrides: str) -> Iterator[App]:
     }
     app = App(url=f"http://127.0.0.1:{port}", env=env)
     app.manage("migrate", "--noinput", "-v0")
-    server = _start_daphne(env, port, tmp_path / "daphne.log")
+    server = _start_server(env, port, tmp_path / "daphne.log")
     try:
         yield app
     finally:
         _stop(server)
 
 
-def _start_daphne(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
+def _start_server(env: dict[str, str], port: int, log: Path) -> subprocess.Popen[bytes]:
     """The app's server on `port` (Daphne; Uvicorn when env has ASGI_SERVER=uvicorn), its output in `log`
     (read it when a test fails); returns once it listens."""
     with log.open("ab") as out:
@@ -285,7 +286,7 @@ class Cluster:
         """(Re)start process `index` on its port."""
         port = urlsplit(self.apps[index].url).port
         assert port is not None
-        self.processes[index] = _start_daphne(self.env, port, self.logs[index])
+        self.processes[index] = _start_server(self.env, port, self.logs[index])
 
     def log(self) -> str:
         return "\n".join(f"--- {path.name}\n{path.read_text(errors='replace')}" for path in self.logs)
@@ -325,7 +326,7 @@ def daphne_cluster(
         cluster.manage("migrate", "--noinput", "-v0")
         stack.callback(_stop_all, cluster.processes)
         for i, port in enumerate(ports):
-            cluster.processes.append(_start_daphne(env, port, cluster.logs[i]))
+            cluster.processes.append(_start_server(env, port, cluster.logs[i]))
         yield cluster
 
 

@@ -15,7 +15,9 @@ on Twisted (README, *Performance*). Its flags keep it behaving like Daphne for t
   carry a signed conversation token there;
 - no lifespan (Channels' router has no application for it);
 - pings every 20 s like Daphne's, the socket dropped if one goes unanswered for 30 s;
-- on SIGTERM, replies in flight get 10 s (Daphne's application close timeout) before sockets close.
+- on SIGTERM Uvicorn closes every socket at once (1012) and gives the app up to 10 s (Daphne's
+  application close timeout) to finish its consumers — a reply cut off is saved `interrupted` — before
+  it cancels them.
 """
 
 from __future__ import annotations
@@ -89,8 +91,6 @@ def _uvicorn(host: str, port: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
-    if sys.path[0] != os.getcwd():  # `manage.py`'s directory, as Daphne's CLI does for its app
-        sys.path.insert(0, os.getcwd())
     if arguments.server == "uvicorn":
         _uvicorn(arguments.host, arguments.port)
         return 0

@@ -37,6 +37,7 @@ from tests.bench.figures import (
     upstream_timeline,
 )
 from tests.bench.report import goals, table
+from voicechat import serve
 
 
 @dataclass
@@ -231,10 +232,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=float, default=0.0, help="seconds each client keeps taking turns (0: one)")
     parser.add_argument("--soak", type=float, default=0.0, help="seconds of the memory soak (0: none; try 600)")
     parser.add_argument("--soak-clients", type=int, default=50)
-    parser.add_argument("--processes", type=int, default=1, help="Daphne processes (more than one: Redis layer)")
-    parser.add_argument(
-        "--server", choices=("daphne", "uvicorn"), default="daphne", help="the ASGI server (voicechat.serve)"
-    )
+    parser.add_argument("--processes", type=int, default=1, help="server processes (more than one: Redis layer)")
+    parser.add_argument("--server", choices=serve.SERVERS, default="daphne", help="the ASGI server (voicechat.serve)")
     parser.add_argument(
         "--server-logs", type=Path, default=None, metavar="DIR", help="keep each server process's output in DIR"
     )
