@@ -587,9 +587,12 @@ async def test_it_relays_no_late_audio_when_a_new_message_interrupts(user, agent
     second = await receive_until(communicator)
     await communicator.disconnect()
 
-    assert "interruption" in rest.types and rest.of("audio") == []  # nothing after the first audio we saw
+    # Audio already on its way when the second message arrived may come before `interruption`; none after it.
+    interrupted_at = rest.types.index("interruption")
+    assert "audio" not in rest.types[interrupted_at:]
     assert len(fake.contexts) == 2 and fake.contexts[0].closed_by_client and fake.contexts[0].audio_after_close > 0
-    assert first_sentence.startswith(first.audio) and len(first.audio) < len(first_sentence)
+    heard = first.audio + rest.audio
+    assert first_sentence.startswith(heard) and len(heard) < len(first_sentence)
     assert second.audio == spoken_pcm(fake, 1) and second.of("error") == []
     assert fake.left_open() == [] and fake.problems == [] and len(fake.sockets) == 1
 
