@@ -133,6 +133,32 @@ asyncio.run(main())
     assert done.stdout.strip() == "hello"
 
 
+def test_it_waits_for_a_free_connection_when_a_burst_passes_the_pool(redis: str) -> None:
+    """channels_redis's own pool fails the command that finds every connection busy (MaxConnectionsError);
+    the layer settings.py builds waits for one. 200 sockets join, are sent to and leave a group at once
+    through a pool of 10."""
+    code = """
+import asyncio, django
+django.setup()
+from channels.layers import get_channel_layer
+
+async def main():
+    layer = get_channel_layer()
+    channels = [await layer.new_channel() for _ in range(200)]
+    await asyncio.gather(*(layer.group_add("burst", c) for c in channels))
+    await asyncio.gather(*(layer.send(c, {"type": "hello"}) for c in channels))
+    received = await asyncio.gather(*(layer.receive(c) for c in channels))
+    await asyncio.gather(*(layer.group_discard("burst", c) for c in channels))
+    pool = layer.connection(0).connection_pool
+    print(len(received), type(pool).__name__, pool.max_connections)
+
+asyncio.run(main())
+"""
+    done = run_python(code, REDIS_URL=redis, REDIS_MAX_CONNECTIONS="10")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "BlockingConnectionPool", "10"]
+
+
 @pytest.mark.daphne
 async def test_it_holds_idle_and_busy_sockets_past_every_timeout(redis: str, tmp_path: Path) -> None:
     """One Daphne on Redis: idle sockets and one taking turns stay open for HOLD_SECONDS; every turn completes."""

@@ -120,7 +120,7 @@ def test_it_switches_to_postgres_and_redis_by_url() -> None:
     names = "s.DATABASES['default']['ENGINE'], s.CHANNEL_LAYERS['default']['BACKEND']"
     urls = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/voicechat", "REDIS_URL": "redis://127.0.0.1:6379/0"}
     assert settings_values(names, DEBUG="true", **urls) == [
-        "django.db.backends.postgresql channels_redis.core.RedisChannelLayer"
+        "django.db.backends.postgresql chat.channel_layer.RedisChannelLayer"
     ]
 
 

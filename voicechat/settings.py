@@ -201,8 +201,8 @@ REDIS_CONNECT_TIMEOUT = env_float("REDIS_CONNECT_TIMEOUT", 5.0, minimum=0.1)
 REDIS_HEALTH_CHECK_INTERVAL = env_int("REDIS_HEALTH_CHECK_INTERVAL", 30)
 # Connections each process's Redis pools may open (the channel layer's, and the limits' one). redis-py 8
 # caps a pool at 100 unless told and then fails the command (MaxConnectionsError) instead of waiting:
-# at a few hundred sockets a burst of group joins or slot releases ran past it. The limits' pool waits
-# up to REDIS_CONNECT_TIMEOUT for a connection when all of these are busy.
+# at a few hundred sockets a burst of group joins or slot releases ran past it. Both pools wait up to
+# REDIS_CONNECT_TIMEOUT for a connection when all of these are busy.
 REDIS_MAX_CONNECTIONS = env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=10)
 CHANNEL_LAYER_PREFIX = env_str("CHANNEL_LAYER_PREFIX", "asgi")
 CHANNEL_LAYER_CAPACITY = env_int("CHANNEL_LAYER_CAPACITY", 1000, minimum=10)
@@ -215,7 +215,7 @@ if REDIS_URL:
 
     CHANNEL_LAYERS: dict[str, Any] = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "BACKEND": "chat.channel_layer.RedisChannelLayer",  # channels_redis's, with a pool that waits
             "CONFIG": {
                 "hosts": [
                     {
@@ -228,6 +228,7 @@ if REDIS_URL:
                         # reconnects it, so a Redis restart or an idle-closing proxy costs no message.
                         "health_check_interval": REDIS_HEALTH_CHECK_INTERVAL,
                         "max_connections": REDIS_MAX_CONNECTIONS,
+                        "timeout": REDIS_CONNECT_TIMEOUT,  # the longest a command waits for a free connection
                         # Safe to repeat: channels_redis writes messages with ZADD of a unique member.
                         "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), 3),
                     }
