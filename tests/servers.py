@@ -57,6 +57,7 @@ def answers(host: str, port: int) -> bool:
 class App:
     url: str
     env: dict[str, str]
+    process: subprocess.Popen[bytes] | None = None  # the server, for a test that signals it
 
     def manage(self, *args: str) -> str:
         done = subprocess.run(
@@ -93,7 +94,7 @@ def daphne_app(tmp_path: Path, **overrides: str) -> Iterator[App]:
     }
     app = App(url=f"http://127.0.0.1:{port}", env=env)
     app.manage("migrate", "--noinput", "-v0")
-    server = _start_server(env, port, tmp_path / "daphne.log")
+    server = app.process = _start_server(env, port, tmp_path / "daphne.log")
     try:
         yield app
     finally:

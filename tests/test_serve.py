@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import re
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import aiohttp
@@ -76,3 +81,50 @@ def test_it_names_the_variable_when_asgi_server_is_wrong() -> None:
 def test_it_documents_the_server_choice() -> None:
     assert "# ASGI_SERVER=daphne" in (servers.ROOT / ".env.example").read_text()
     assert "| `ASGI_SERVER` | `daphne` |" in (servers.ROOT / "README.md").read_text()
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+async def test_it_saves_replies_cut_off_by_sigterm_and_exits(tmp_path: Path, server: str) -> None:
+    """A deploy stops the process with SIGTERM mid-reply: every reply is saved as it ended (`interrupted`,
+    `server_restarted`, its text kept) instead of being left `streaming` for the sweeper, and the process
+    exits within the shutdown grace. A socket opens just before the signal: Daphne's own shutdown raised
+    KeyError on the entry its handshake request leaves for up to a second, and stopped no consumer."""
+    names = ["erin", "finn"]
+    with servers.daphne_app(tmp_path, ASGI_SERVER=server, DEMO_LLM_TOKENS_PER_SECOND="10") as app:
+        cookies = app.session_cookies(names)
+        async with contextlib.AsyncExitStack() as stack:
+            http = await stack.enter_async_context(aiohttp.ClientSession())
+            socks = [await stack.enter_async_context(servers.open_socket(http, app.url, c)) for c in cookies]
+            for sock in socks:
+                await sock.send({"type": "user_message", "text": "Tell me a long story."})
+            for sock in socks:
+                await sock.next("audio", timeout=20)
+            # One more socket opens just before the signal, as on a server in use.
+            socks.append(await stack.enter_async_context(servers.open_socket(http, app.url, cookies[0])))
+            assert app.process is not None
+            stopped_at = time.monotonic()
+            app.process.send_signal(signal.SIGTERM)
+            for sock in socks:
+                await asyncio.wait_for(sock.closed.wait(), 15)
+            shown = [streamed_text(sock) for sock in socks]
+            codes = [sock.close_code for sock in socks]
+        await asyncio.to_thread(app.process.wait, 30)
+        took = time.monotonic() - stopped_at
+        script = (
+            "import json; from chat.models import Message\n"
+            f"m = Message.objects.filter(role='assistant', conversation__owner__username__in={names!r})\n"
+            "print(json.dumps([[x.status, x.error_code, x.text] for x in m.order_by('conversation__owner__username')]))"
+        )
+        saved = json.loads(app.manage("shell", "-c", script).strip().splitlines()[-1])
+    log = (tmp_path / "daphne.log").read_text(errors="replace")
+    assert [row[:2] for row in saved] == [["interrupted", "server_restarted"]] * 2, log
+    for (_, _, text), seen in zip(saved, shown[:2], strict=True):
+        assert seen and (seen.startswith(text) or text.startswith(seen)), (seen, text)
+    assert took < 12, log  # the shutdown grace (10 s) and the process's exit
+    # Uvicorn says why it closes (1012, service restart); Daphne drops the socket (its WebSocket library
+    # allows a server only 1000 or 3000-4999, and 1000 would read as a deliberate end).
+    assert codes == ([1012] * 3 if server == "uvicorn" else [1006] * 3), codes
+
+
+def streamed_text(sock: servers.Socket) -> str:
+    return "".join(f["text_response_part"]["text"] for f in sock.seen if f["type"] == "agent_chat_response_part")

@@ -16,20 +16,27 @@ on Twisted (README, *Performance*). Its flags keep it behaving like Daphne for t
 - no lifespan (Channels' router has no application for it);
 - pings every 20 s like Daphne's, the socket dropped if one goes unanswered for 30 s;
 - on SIGTERM Uvicorn closes every socket at once (1012) and gives the app up to 10 s (Daphne's
-  application close timeout) to finish its consumers — a reply cut off is saved `interrupted` — before
-  it cancels them.
+  application close timeout) to finish its consumers before it cancels them.
+
+On SIGTERM both mark the process as stopping (`chat.shutdown`) before a consumer is stopped, so a reply
+cut off is saved `interrupted` with `server_restarted`. Daphne gets its own consumer shutdown (below).
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from types import FrameType
+from typing import Any
 
 import environ
+
+from chat import shutdown
 
 APPLICATION = "voicechat.asgi:application"
 SERVERS = ("daphne", "uvicorn")
@@ -84,19 +91,52 @@ class _NoQueryStrings(logging.Filter):
 def _uvicorn(host: str, port: int) -> None:
     import uvicorn
 
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+            shutdown.begin()  # before Uvicorn closes the sockets, so the turns they cancel know why
+            super().handle_exit(sig, frame)
+
     config = uvicorn.Config(APPLICATION, **uvicorn_options(host, port))  # type: ignore[arg-type]
     logging.getLogger("uvicorn.error").addFilter(_NoQueryStrings())  # after Config set Uvicorn's logging up
-    uvicorn.Server(config).run()
+    Server(config).run()
+
+
+def _daphne(host: str, port: int) -> None:
+    from daphne.cli import CommandLineInterface
+    from daphne.server import Server
+    from twisted.internet import defer
+
+    class StoppingServer(Server):
+        def kill_all_applications(self) -> Any:
+            """Daphne's own version raises KeyError on a connection entry without an application: the one
+            a WebSocket's handshake request leaves for up to a second (until Daphne's checker removes it),
+            so on a server in use it mostly stops no consumer at all and their replies are left `streaming`
+            for the sweeper. It also stops waiting as soon as one consumer ends cancelled, while others may
+            still be saving. This one cancels every consumer and waits for all, up to the shutdown grace."""
+            shutdown.begin()  # before the consumers are cancelled, so the turns they stop know why
+            running = [
+                task
+                for details in list(self.connections.values())
+                if (task := details.get("application_instance")) is not None and not task.done()
+            ]
+            for task in running:
+                task.cancel()
+            logging.getLogger("daphne.server").info("Stopping %i consumers", len(running))
+            if not running:
+                return None
+            return defer.Deferred.fromFuture(
+                asyncio.ensure_future(asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS))
+            )
+
+    cli = CommandLineInterface()
+    cli.server_class = StoppingServer
+    cli.run(["-b", host, "-p", str(port), APPLICATION])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
-    if arguments.server == "uvicorn":
-        _uvicorn(arguments.host, arguments.port)
-        return 0
-    from daphne.cli import CommandLineInterface
-
-    CommandLineInterface().run(["-b", arguments.host, "-p", str(arguments.port), APPLICATION])
+    run = _uvicorn if arguments.server == "uvicorn" else _daphne
+    run(arguments.host, arguments.port)
     return 0
 
 

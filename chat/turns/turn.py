@@ -17,6 +17,7 @@ from contextlib import aclosing, suppress
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
+from chat import shutdown
 from chat.limits import Refusal
 from chat.models import Agent, Conversation, Message
 from chat.protocol import AlignmentPayload, ServerFrame, TurnMetrics, WordTiming
@@ -196,6 +197,8 @@ class Turn:
 
     async def _interrupted(self) -> None:
         """Everything upstream is closed by now, so no audio of this turn can follow `interruption`."""
+        if shutdown.stopping() and not self.record.error_code:
+            self.record.error(shutdown.SERVER_RESTARTED, shutdown.SERVER_RESTARTED_MESSAGE)
         await self._end_text()
         kept = self._kept_text()
         self.record.heard_text = kept if kept != self.text else ""
