@@ -201,7 +201,11 @@ def test_it_plays_the_replys_audio_through_the_sdks_audio_interface(developer: D
     assert requests and {r.query.get("output_format") for r in requests} == {"pcm_16000"}
     assert len(b"".join(speaker.played)) > 16000 and speaker.stopped
     assert [d.reason for d in seen.disconnects] == ["user"] and not sdk_errors(caplog)
-    stored = developer.client().conversational_ai.conversations.get(conversation_id)
+    # As with the vendor's API, a transcript is final once the conversation's status says so; the reply's
+    # last write can trail the end of its audio by a moment.
+    conversations = developer.client().conversational_ai.conversations
+    wait_until(lambda: conversations.get(conversation_id).status == "done", 10, what="the conversation to be done")
+    stored = conversations.get(conversation_id)
     assert seen.responses == [stored.transcript[1].message] and stored.has_audio
 
 

@@ -273,6 +273,47 @@ async def test_it_stops_speech_at_a_chunk_boundary_when_the_gate_refuses(convers
     assert message.error_code == "budget_exhausted"
 
 
+class SlowClosingGate(SpeechGate):
+    """Lets everything through; its end-of-turn settlement waits until the test lets it go."""
+
+    def __init__(self) -> None:
+        self.closing, self.go = asyncio.Event(), asyncio.Event()
+
+    async def close(self) -> None:
+        self.closing.set()
+        await self.go.wait()
+
+
+async def test_it_records_a_whole_reply_when_a_disconnect_lands_as_it_is_saved(conversation) -> None:
+    """The socket closes just as the reply ends, while the turn settles and saves it: the record is still
+    written (`complete`, all of the text and audio), and only then does the cancellation end the turn."""
+    out, tts, gate = Recorder(), ScriptedTTS(), SlowClosingGate()
+    task = asyncio.create_task(Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=tts, gate=gate).run())
+    await asyncio.wait_for(gate.closing.wait(), 5)
+    task.cancel()
+    await asyncio.sleep(0.05)
+    assert not task.done()  # still saving
+    gate.go.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    message = await Message.objects.aget(role="assistant")
+    assert (message.status, message.text) == ("complete", "".join(REPLY))
+    assert message.audio_status == "complete" and len(tts.requests) == 3
+
+
+async def test_it_saves_the_whole_text_as_soon_as_it_ends_while_it_is_still_spoken(conversation) -> None:
+    hold = asyncio.Event()
+    out, tts = Recorder(), ScriptedTTS(hold=hold)
+    task = asyncio.create_task(Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=tts).run())
+    while "agent_response" not in out.types:  # noqa: ASYNC110 - the text has ended; no audio has been let out
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.3)  # well within the 1 s between progress saves
+    row = await Message.objects.aget(role="assistant")
+    hold.set()
+    await task
+    assert (row.status, row.text) == ("streaming", "".join(REPLY))
+
+
 class ScriptedSession(ReplySession):
     """A whole-reply backend that writes, speaks and then corrects itself."""
 

@@ -104,6 +104,7 @@ class Turn:
         self.user_message: Message | None = None
         self._text_ended = False
         self._dirty = asyncio.Event()
+        self._text_whole = asyncio.Event()  # set when the text has ended: the progress saver saves it at once
         self._alignment: tuple[Alignment, int] | None = None  # the vendor's, for the next frame
         self._admitted = 0  # reply characters an agent backend's audio has been admitted for
         self._audio_refused = False  # the budget stopped an agent backend's audio for the rest of the turn
@@ -173,7 +174,7 @@ class Turn:
         except BaseException:
             await self._stop_progress(progress)
             self.record.error("internal_error", "The reply failed unexpectedly.")
-            await asyncio.shield(self._finish(Message.Status.FAILED))
+            await self._finish(Message.Status.FAILED)
             raise
         await self._stop_progress(progress)
         await self._finish(Message.Status.COMPLETE)
@@ -246,6 +247,8 @@ class Turn:
         if self._text_ended or self.message is None:
             return
         self._text_ended = True
+        self._text_whole.set()
+        self._dirty.set()
         await self._emit_part("stop", "")
         await self.output.emit(
             {
@@ -396,13 +399,32 @@ class Turn:
                     await self._dirty.wait()
             self._dirty.clear()
             await turn_progress(message=self.message, text=self.text)
-            await asyncio.sleep(PROGRESS_SECONDS)
+            # The whole text is saved as soon as it has ended, while its last sentences are still spoken,
+            # so a client that reads the conversation as the audio ends finds all of it.
+            with suppress(TimeoutError):
+                async with asyncio.timeout(PROGRESS_SECONDS):
+                    await self._text_whole.wait()
 
     async def _stop_progress(self, progress: asyncio.Task[None]) -> None:
         progress.cancel()
         await asyncio.gather(progress, return_exceptions=True)
 
     async def _finish(self, status: str) -> None:
+        """Settle and save the turn, to the end even when a cancellation lands meanwhile (a disconnect just
+        as the reply ends, a second Stop): a reply left half-recorded would stay `streaming` until the
+        sweeper called it `server_restarted`. The cancellation is raised once the record is written."""
+        writing = asyncio.ensure_future(self._settle_and_save(status))
+        cancelled = False
+        while not writing.done():
+            try:
+                await asyncio.shield(writing)
+            except asyncio.CancelledError:
+                cancelled = True
+        writing.result()
+        if cancelled:
+            raise asyncio.CancelledError
+
+    async def _settle_and_save(self, status: str) -> None:
         assert self.message is not None
         if self.gate is not None and self.session is not None:
             # What the vendor agent spoke this turn (its alignment, else the reply's text) is what it bills.
