@@ -128,3 +128,13 @@ async def test_it_saves_replies_cut_off_by_sigterm_and_exits(tmp_path: Path, ser
 
 def streamed_text(sock: servers.Socket) -> str:
     return "".join(f["text_response_part"]["text"] for f in sock.seen if f["type"] == "agent_chat_response_part")
+
+
+@pytest.mark.parametrize("server", ["daphne", "uvicorn"])
+def test_it_stops_on_ctrl_c_without_a_traceback(tmp_path: Path, server: str) -> None:
+    with servers.daphne_app(tmp_path, ASGI_SERVER=server) as app:
+        assert app.process is not None
+        app.process.send_signal(signal.SIGINT)
+        exit_code = app.process.wait(15)
+    log = (tmp_path / "daphne.log").read_text(errors="replace")
+    assert exit_code in (0, 130) and "Traceback" not in log, log

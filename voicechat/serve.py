@@ -136,7 +136,10 @@ def _daphne(host: str, port: int) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
     run = _uvicorn if arguments.server == "uvicorn" else _daphne
-    run(arguments.host, arguments.port)
+    try:
+        run(arguments.host, arguments.port)
+    except KeyboardInterrupt:  # Ctrl-C: Uvicorn re-raises it once it has stopped; no traceback for that
+        return 130
     return 0
 
 
