@@ -138,3 +138,48 @@ def test_it_stops_on_ctrl_c_without_a_traceback(tmp_path: Path, server: str) -> 
         exit_code = app.process.wait(15)
     log = (tmp_path / "daphne.log").read_text(errors="replace")
     assert exit_code in (0, 130) and "Traceback" not in log, log
+
+
+@pytest.mark.parametrize(
+    ("server", "timeout", "served"), [("daphne", "", True), ("uvicorn", "", True), ("daphne", "2", False)]
+)
+async def test_it_serves_a_socket_whose_handshake_is_answered_late(
+    tmp_path: Path, server: str, timeout: str, served: bool
+) -> None:
+    """Under a burst a saturated event loop answered some handshakes after Daphne's command-line default
+    of 5 s, and those conversations were lost (403, or the connection dropped). Here the app's answer is
+    held for 12 s: Redis' writes are paused, and the consumer joins its groups there before it accepts.
+    By default (WS_CONNECT_TIMEOUT_SECONDS, 20 s) the socket is served; with 2 s Daphne refuses it. (aiohttp
+    retries a handshake whose connection drops once, so 12 s outlasts two tries at the old 5 s.)"""
+    import redis
+
+    overrides = {"ASGI_SERVER": server, "WS_CONNECT_TIMEOUT_SECONDS": timeout}
+    with servers.redis_server() as redis_url, servers.daphne_app(tmp_path, REDIS_URL=redis_url, **overrides) as app:
+        cookie = app.session_cookie("gail")
+        redis.Redis.from_url(redis_url).execute_command("CLIENT", "PAUSE", "12000", "WRITE")
+        started = time.monotonic()
+        async with aiohttp.ClientSession() as http:
+            if not served:
+                with pytest.raises(aiohttp.ClientError):  # a 403, or the connection dropped
+                    async with servers.open_socket(http, app.url, cookie):
+                        pass
+                assert time.monotonic() - started < 10
+                return
+            async with servers.open_socket(http, app.url, cookie) as sock:
+                assert time.monotonic() - started > 11.5  # it really waited for Redis
+                frames = await sock.turn("Hello after a slow handshake.")
+        assert frames[-1]["agent_response_complete_event"]["status"] == "complete"
+
+
+@pytest.mark.parametrize("value", ["0", "five", "-3"])
+def test_it_names_the_variable_when_the_connect_timeout_is_wrong(value: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "voicechat.serve", "--port", "1"],
+        cwd=servers.ROOT,
+        env={"WS_CONNECT_TIMEOUT_SECONDS": value, "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert done.returncode == 2
+    assert f"WS_CONNECT_TIMEOUT_SECONDS must be a whole number of seconds, at least 1, not {value!r}" in done.stderr
