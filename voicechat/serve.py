@@ -18,8 +18,8 @@ on Twisted (README, *Performance*). Its flags keep it behaving like Daphne for t
 - on SIGTERM Uvicorn closes every socket at once (1012) and gives the app up to 10 s (Daphne's
   application close timeout) to finish its consumers before it cancels them.
 
-Daphne gets `--websocket_connect_timeout WS_CONNECT_TIMEOUT_SECONDS` (20 s by default, its Server class's
-own default; its command line's is 5 s): a handshake the app has not answered by then is refused (403),
+Daphne gets `--websocket_connect_timeout` from the setting WS_CONNECT_TIMEOUT_SECONDS (20 s by default, its
+Server class's own default; its command line's is 5 s): a handshake the app has not answered by then is refused (403),
 or dropped by autobahn's opening-handshake timeout, which the same flag sets. Under a burst a saturated
 event loop took longer than 5 s to answer some handshakes and those conversations were lost (README,
 *Performance*); answered late, they are served. Uvicorn does not bound the app's answer.
@@ -49,7 +49,6 @@ SERVERS = ("daphne", "uvicorn")
 PING_INTERVAL_SECONDS = 20
 PING_TIMEOUT_SECONDS = 30
 SHUTDOWN_GRACE_SECONDS = 10
-CONNECT_TIMEOUT_SECONDS = 20
 
 
 def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -68,17 +67,7 @@ def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     arguments = parser.parse_args(argv)
     if arguments.server not in SERVERS:  # an ASGI_SERVER argparse did not check
         parser.error(f"ASGI_SERVER must be one of {', '.join(SERVERS)}, not {arguments.server!r}")
-    arguments.connect_timeout = _connect_timeout(parser)
     return arguments
-
-
-def _connect_timeout(parser: argparse.ArgumentParser) -> int:
-    value = (os.environ.get("WS_CONNECT_TIMEOUT_SECONDS") or "").strip()
-    if not value:
-        return CONNECT_TIMEOUT_SECONDS
-    if not value.isdecimal() or int(value) < 1:
-        parser.error(f"WS_CONNECT_TIMEOUT_SECONDS must be a whole number of seconds, at least 1, not {value!r}")
-    return int(value)
 
 
 def uvicorn_options(host: str, port: int) -> dict[str, object]:
@@ -118,9 +107,10 @@ def _uvicorn(host: str, port: int) -> None:
     Server(config).run()
 
 
-def _daphne(host: str, port: int, connect_timeout: int) -> None:
+def _daphne(host: str, port: int) -> None:
     from daphne.cli import CommandLineInterface
     from daphne.server import Server
+    from django.conf import settings
     from twisted.internet import defer
 
     class StoppingServer(Server):
@@ -147,16 +137,16 @@ def _daphne(host: str, port: int, connect_timeout: int) -> None:
 
     cli = CommandLineInterface()
     cli.server_class = StoppingServer
-    cli.run(["-b", host, "-p", str(port), "--websocket_connect_timeout", str(connect_timeout), APPLICATION])
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voicechat.settings")  # as voicechat.asgi does, a step early
+    timeout = str(settings.WS_CONNECT_TIMEOUT_SECONDS)
+    cli.run(["-b", host, "-p", str(port), "--websocket_connect_timeout", timeout, APPLICATION])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     arguments = _arguments(argv)
+    run = _uvicorn if arguments.server == "uvicorn" else _daphne
     try:
-        if arguments.server == "uvicorn":
-            _uvicorn(arguments.host, arguments.port)
-        else:
-            _daphne(arguments.host, arguments.port, arguments.connect_timeout)
+        run(arguments.host, arguments.port)
     except KeyboardInterrupt:  # Ctrl-C: Uvicorn re-raises it once it has stopped; no traceback for that
         return 130
     return 0

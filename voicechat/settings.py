@@ -132,6 +132,11 @@ MIDDLEWARE = [
 ROOT_URLCONF = "voicechat.urls"
 WSGI_APPLICATION = "voicechat.wsgi.application"
 ASGI_APPLICATION = "voicechat.asgi.application"
+# Seconds Daphne waits for the app to answer a WebSocket handshake before it refuses (403) or drops it
+# (`voicechat/serve.py` passes it as --websocket_connect_timeout). Daphne's command line defaults to 5,
+# which a busy process missed under a burst of new conversations and lost them; 20 is its Server
+# class's own default. Uvicorn does not bound the app's answer.
+WS_CONNECT_TIMEOUT_SECONDS = env_int("WS_CONNECT_TIMEOUT_SECONDS", 20, minimum=1)
 
 TEMPLATES = [
     {

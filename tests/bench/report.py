@@ -79,9 +79,11 @@ def goals(report: dict[str, Any]) -> str:
     def le(value: float | None, limit: float) -> bool | None:
         return None if value is None else value <= limit
 
-    first = report["levels"][0]["ttfa_ms"]["50"] if report["levels"] else math.nan
-    ratio = first / report["baseline"]["ttfa_ms"]["50"]
-    starving = [r["clients"] for r in report["levels"] if r["clients"] <= 200 and r["starvation_ms_total"] > 0]
+    # The pipeline against the baseline: both one listener. Goals of levels the run did not have are n/a.
+    first = at(1, "ttfa_ms", "50")
+    ratio = None if first is None else round(first / report["baseline"]["ttfa_ms"]["50"], 3)
+    small = [r for r in report["levels"] if r["clients"] <= 200]
+    starving = [r["clients"] for r in small if r["starvation_ms_total"] > 0]
     lines = [
         "| goal | figure | |",
         "|---|---|---|",
@@ -93,9 +95,10 @@ def goals(report: dict[str, Any]) -> str:
         f"{_check(le(at(100, 'relay_lag_ms', 'p99'), 25))} |",
         f"| relay lag p99 ≤ 50 ms at 400 | {_f(at(400, 'relay_lag_ms', 'p99'))} ms | "
         f"{_check(le(at(400, 'relay_lag_ms', 'p99'), 50))} |",
-        f"| starvation 0 at ≤ 200 streams | levels with starvation: {starving or 'none'} | {_check(not starving)} |",
-        f"| pipelined TTFA ≤ 0.2 × baseline | {first:g} / {report['baseline']['ttfa_ms']['50']:g} ms = {ratio:.3f} | "
-        f"{_check(ratio <= 0.2)} |",
+        f"| starvation 0 at ≤ 200 streams | levels with starvation: {starving or ('none' if small else '–')} | "
+        f"{_check(not starving if small else None)} |",
+        f"| pipelined TTFA at 1 client ≤ 0.2 × baseline | {_f(first)} / {report['baseline']['ttfa_ms']['50']:g} ms"
+        f" = {_f(ratio)} | {_check(le(ratio, 0.2))} |",
         f"| ≤ 200 KB RSS per idle connection | {report['idle_rss_per_connection_kb']:g} KB | "
         f"{_check(report['idle_rss_per_connection_kb'] <= 200)} |",
     ]
