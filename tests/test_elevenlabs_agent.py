@@ -764,6 +764,8 @@ async def test_it_interrupts_an_agent_reply_with_no_audio_after_the_interruption
     user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
 ) -> None:
     agent_backend.chunk_gap_ms = 60
+    # Long enough (about 8 s of sending) that a slow machine's interrupt still lands mid-reply.
+    agent_backend.compose = lambda text, _call: " ".join(f"Point {n} of my long answer." for n in range(1, 31))
     communicator = await open_socket(user, conversation)
     await send(communicator, {"type": "user_message", "text": "Talk at length"})
     await receive_until(communicator, last_type="audio")

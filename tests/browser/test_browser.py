@@ -8,7 +8,9 @@ another user's view. The player's counters are read from `window.__voicechat.pla
 
 from __future__ import annotations
 
+import re
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 from playwright.sync_api import Browser, Page, expect
@@ -78,10 +80,29 @@ def test_it_signs_up_streams_and_speaks_a_reply_and_records_what_was_heard(page:
 
 def first_sound_ms(page: Page, text: str) -> dict[str, Any]:
     """Send `text` and time its first sound: the app's own figure, and one taken here from the keydown to
-    the first played sample the worklet reports."""
+    the first played sample the worklet reports. Also lists the set-up work the page did meanwhile: the
+    requests it made, the sockets it opened and the audio contexts it built."""
+    setup: list[str] = []
+
+    def on_request(request: Any) -> None:
+        if urlsplit(request.url).path.endswith("/favicon.svg"):
+            return  # the browser fetches the tab's icon once, whenever it likes: not the app's doing
+        setup.append(f"{request.method} {re.sub(r'[0-9a-f-]{8,}|[0-9]+', 'N', urlsplit(request.url).path)}")
+
+    def on_socket(socket: Any) -> None:
+        setup.append("socket " + re.sub(r"[0-9a-f-]{8,}|[0-9]+", "N", urlsplit(socket.url).path))
+
     page.evaluate(
         """() => {
           window.__firstSound = null;
+          window.__contexts = 0;
+          if (!window.__contextsWrapped) {
+            window.__contextsWrapped = true;
+            const Original = window.AudioContext;
+            window.AudioContext = class extends Original {
+              constructor(...args) { super(...args); window.__contexts += 1; }
+            };
+          }
           const box = document.querySelector('#composer-text');
           box.addEventListener('keydown', (e) => {
             if (e.key !== 'Enter') return;
@@ -95,8 +116,19 @@ def first_sound_ms(page: Page, text: str) -> dict[str, Any]:
           }, {capture: true, once: true});
         }"""
     )
-    reply_to(page, text)
-    return {"app": player(page)["firstAudibleMs"], "outside": page.evaluate("window.__firstSound")}
+    page.on("request", on_request)
+    page.on("websocket", on_socket)
+    try:
+        reply_to(page, text)
+    finally:
+        page.remove_listener("request", on_request)
+        page.remove_listener("websocket", on_socket)
+    setup += ["audio context"] * page.evaluate("window.__contexts")
+    return {
+        "app": player(page)["firstAudibleMs"],
+        "outside": page.evaluate("window.__firstSound"),
+        "setup": sorted(setup),
+    }
 
 
 def test_it_speaks_the_first_turn_of_a_fresh_page_as_soon_as_the_next(page: Page, app: servers.App) -> None:
@@ -109,9 +141,11 @@ def test_it_speaks_the_first_turn_of_a_fresh_page_as_soon_as_the_next(page: Page
     wait_until(lambda: player(page)["state"] == "idle", timeout=30, what="the greeting to play out")
     first = first_sound_ms(page, SAME_QUESTION)
     second = first_sound_ms(page, SAME_QUESTION)
-    # Measured in the same page both ways; the first may not pay for a socket, a conversation or a worklet.
-    assert first["app"] <= second["app"] * 1.25 + 100, (first, second)
-    assert first["outside"] <= second["outside"] * 1.25 + 100, (first, second)
+    # The first turn pays for nothing the next does not: no socket, request or audio context of its own...
+    assert first["setup"] == second["setup"], (first, second)
+    # ...so it is heard about as soon (a wide margin: this is a guard against seconds, not a benchmark).
+    assert first["app"] <= second["app"] * 2 + 250, (first, second)
+    assert first["outside"] <= second["outside"] * 2 + 250, (first, second)
     # The app's own figure is what a listener hears, not an early flag: it agrees with the outside one.
     assert abs(first["app"] - first["outside"]) < 150, first
 
