@@ -79,6 +79,12 @@ def sentences_pcm(text: str, rate: int) -> bytes:
     return pcm_for(first + ". ", rate) + pcm_for(second, rate)
 
 
+def talk_at_length(_user_text: str, _call: Any) -> str:
+    """A reply for a fake that is to be interrupted: about 8 s of sending at 60 ms a chunk, so a slow
+    machine's interrupt still lands mid-reply (the default's two sentences are over in a few hundred ms)."""
+    return " ".join(f"Point {n} of my long answer." for n in range(1, 31))
+
+
 async def until(condition: Any, seconds: float = 2.0) -> bool:
     deadline = time.monotonic() + seconds
     while not condition() and time.monotonic() < deadline:  # noqa: ASYNC110 - polling the fake's records
@@ -203,6 +209,7 @@ async def test_it_tells_the_vendor_and_yields_no_late_audio_after_an_interruptio
     fake_agents: FakeElevenLabsAgents,
 ) -> None:
     fake_agents.chunk_gap_ms = 40
+    fake_agents.compose = talk_at_length
     agent = session(fake_agents)
     before: list[ReplyEvent] = []
     after: list[ReplyEvent] = []
@@ -532,6 +539,7 @@ async def test_it_serves_transcripts_and_agents_the_sdk_parses(fake_agents: Fake
     fake_agents.chunk_gap_ms = 20
     agent = session(fake_agents)
     await events_of(agent, "Keep this")
+    fake_agents.compose = talk_at_length
     async with aclosing(agent.reply("Cut this short")) as reply:
         async for event in reply:
             if isinstance(event, AudioPart):
@@ -548,7 +556,7 @@ async def test_it_serves_transcripts_and_agents_the_sdk_parses(fake_agents: Fake
         ("agent", default_reply("Keep this", fake_agents.conversations[0])),
     ]
     last = record.transcript[-1]
-    assert last.interrupted and last.original_message == default_reply("Cut this short", fake_agents.conversations[0])
+    assert last.interrupted and last.original_message == talk_at_length("Cut this short", None)
     assert record.metadata.call_duration_secs >= 0 and record.metadata.cost is not None
     assert page.has_more and not rest.has_more
     assert [a.agent_id for a in page.agents + rest.agents] == [a.agent_id for a in AGENTS]
@@ -764,8 +772,7 @@ async def test_it_interrupts_an_agent_reply_with_no_audio_after_the_interruption
     user: Any, conversation: Conversation, agent_backend: FakeElevenLabsAgents
 ) -> None:
     agent_backend.chunk_gap_ms = 60
-    # Long enough (about 8 s of sending) that a slow machine's interrupt still lands mid-reply.
-    agent_backend.compose = lambda text, _call: " ".join(f"Point {n} of my long answer." for n in range(1, 31))
+    agent_backend.compose = talk_at_length
     communicator = await open_socket(user, conversation)
     await send(communicator, {"type": "user_message", "text": "Talk at length"})
     await receive_until(communicator, last_type="audio")
