@@ -6,12 +6,15 @@ import asyncio
 import wave
 
 import pytest
+from asgiref.sync import sync_to_async
+from channels.testing import WebsocketCommunicator
 
 from chat.models import Conversation, Message
 from chat.providers.demo import DemoLLM
 from chat.speech import SpeechChunker, speakable_text
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
-from tests.wsclient import connect, receive_until, send
+from tests.wsclient import WS_PATH, connect, receive_until, send, session_cookie_for
+from voicechat.asgi import application
 
 pytestmark = pytest.mark.django_db(transaction=True)
 QUESTION = "Tell me about streaming speech."
@@ -209,6 +212,40 @@ async def test_it_closes_everything_when_the_client_disconnects(user, conversati
     assert leftovers == []
     reply = await Message.objects.aget(conversation=conversation, role="assistant")
     assert reply.status == "interrupted"
+
+
+async def test_it_records_an_interruption_when_sends_fail_before_the_disconnect_arrives(
+    user, conversation, elevenlabs_settings
+) -> None:
+    """Uvicorn raises `ClientDisconnected` (an OSError) on a send to a client that has gone; the turn goes on
+    unharmed until the disconnect (or a server stop) cancels it, and is saved `interrupted`, not failed."""
+    from uvicorn.protocols.utils import ClientDisconnected
+
+    elevenlabs_settings.realtime = True
+    gone = asyncio.Event()
+
+    async def server(scope, receive, send):
+        async def send_or_fail(message):
+            if gone.is_set() and message["type"] == "websocket.send":
+                raise ClientDisconnected
+            await send(message)
+
+        await application(scope, receive, send_or_fail)
+
+    headers = [(b"origin", b"http://localhost:8000"), (b"host", b"localhost:8000")]
+    headers.append((b"cookie", (await sync_to_async(session_cookie_for)(user)).encode()))
+    communicator = WebsocketCommunicator(server, f"{WS_PATH}?conversation_id={conversation.id}", headers=headers)
+    assert (await communicator.connect())[0]
+    await communicator.receive_json_from()
+    await send(communicator, {"type": "user_message", "text": QUESTION})
+    await receive_until(communicator, "audio")
+    gone.set()
+    await asyncio.sleep(0.5)  # frames keep failing meanwhile
+    reply = await Message.objects.aget(conversation=conversation, role="assistant")
+    assert reply.status == "streaming"  # still running, not recorded as failed
+    await communicator.disconnect()
+    await reply.arefresh_from_db()
+    assert (reply.status, reply.error_code) == ("interrupted", "")
 
 
 @pytest.mark.parametrize(

@@ -65,6 +65,18 @@ class ConnectionBase(AsyncWebsocketConsumer):
         self.registered = False
         self.frame_rate = FrameRate.from_settings()
 
+    async def send(self, text_data: str | None = None, bytes_data: bytes | None = None, close: bool = False) -> None:
+        """Send a frame; on a connection that has gone, mark it closed instead of raising into the turn.
+
+        Daphne drops a frame sent after the client left; Uvicorn raises `ClientDisconnected` (an `OSError`),
+        which a turn would record as an internal failure before the disconnect (or a server stop) had
+        cancelled it as `interrupted`.
+        """
+        try:
+            await super().send(text_data=text_data, bytes_data=bytes_data, close=close)
+        except OSError:
+            self.closed = True
+
     @property
     def user_id(self) -> int:
         return int(self.scope["user"].pk)
