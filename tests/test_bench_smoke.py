@@ -102,5 +102,14 @@ def test_the_goals_table_judges_only_the_levels_that_ran() -> None:
     assert "360 / 3000 ms = 0.12 | met |" in rows["| pipelined TTFA at 1 client ≤ 0.2 × baseline"]
 
 
+def test_the_report_of_a_run_without_the_baseline_judges_it_n_a() -> None:
+    """`--baseline-clients 0` (a quick A/B of the ladder) once failed the run at its end on the missing row."""
+    run = {"levels": [_level(1, 360.0, 0.0), _level(100, 900.0, 0.0)], "idle_rss_per_connection_kb": 50}
+    rows = {line.split(" | ")[0]: line for line in goals(run).splitlines()}
+    assert "360 / – ms" in rows["| pipelined TTFA at 1 client ≤ 0.2 × baseline"]
+    assert rows["| pipelined TTFA at 1 client ≤ 0.2 × baseline"].endswith("| n/a |")
+    assert rows["| 0 errors and incomplete turns"].endswith("| met |")
+
+
 def test_the_harness_lives_where_make_bench_looks() -> None:
     assert (Path(servers.ROOT) / "tests" / "bench" / "__main__.py").is_file()

@@ -8,6 +8,7 @@ import json
 import pytest
 from django.utils import timezone
 
+from chat.limits import Refusal
 from chat.limits.gate import LimitsGate
 from chat.models import Message, SpeechAllowance, SpeechUsage
 from chat.providers.demo import DemoLLM
@@ -181,6 +182,82 @@ async def test_it_reports_an_unlimited_users_budget_without_reading_it_back(user
     assert [(v.remaining_chars, v.limit_chars, v.site_exhausted) for v in reported] == [(None, None, False)]
     day = await SpeechUsage.objects.aget(user=user, period=SpeechUsage.Period.DAY)
     assert day.characters == 12
+
+
+async def test_it_reserves_the_first_block_as_the_turn_starts_so_the_first_chunk_waits_on_nothing(
+    user, monkeypatch
+) -> None:
+    from chat.limits import gate as gate_module
+
+    trips = []
+    reserve = gate_module.speech_reserve_block
+
+    async def counted(user_id: int, need: int, block: int):
+        trips.append((need, block))
+        return await reserve(user_id, need, block)
+
+    monkeypatch.setattr(gate_module, "speech_reserve_block", counted)
+    reported = []
+
+    async def on_budget(view) -> None:
+        reported.append(view.remaining_chars)
+
+    gate = LimitsGate(user_id=user.pk, on_budget=on_budget)
+    gate.prepare()
+    for _ in range(250):  # the block is reserved beside the turn's start, before any chunk asks
+        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
+        if usage is not None and usage.characters == 1000:
+            break
+        await asyncio.sleep(0.02)
+    assert usage is not None and usage.characters == 1000
+    await gate.admit("A first sentence.")
+    await gate.admit("A second one.")
+    assert trips == [(0, 1000)]  # the chunks took their characters from the early block
+    await gate.close()
+    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert usage.characters == 0  # nothing was billed: the whole block is given back
+    assert reported == [20_000]
+
+
+@pytest.mark.parametrize("close_at_once", [True, False], ids=["while-reserving", "after"])
+async def test_it_gives_back_an_early_block_when_the_reply_never_speaks(user, close_at_once) -> None:
+    reported = []
+
+    async def on_budget(view) -> None:
+        reported.append(view)
+
+    gate = LimitsGate(user_id=user.pk, on_budget=on_budget)
+    gate.prepare()
+    if not close_at_once:
+        assert gate._first_block is not None
+        await asyncio.wait_for(asyncio.shield(gate._first_block), 5)
+    await gate.close()  # the LLM failed, or the reply was only code: no chunk ever asked
+    for _ in range(250):
+        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
+        if usage is not None and usage.characters == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert usage is not None and usage.characters == 0
+    assert reported == []  # a reply that spent nothing sends no budget figure
+    assert gate.spent is False
+
+
+async def test_it_speaks_a_chunk_with_less_than_a_block_left_without_calling_it_a_refusal(user, settings) -> None:
+    settings.SPEECH_DAILY_CHARS = 500
+    gate = LimitsGate(user_id=user.pk)
+    gate.prepare()  # a block of 1000 does not fit: nothing is held early
+    await gate.admit("Still room for this.")
+    await gate.close()
+    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert usage.characters == len("Still room for this.")
+    assert usage.limited_at is None  # nobody was refused: the admin's "reached its limit" stays clear
+    gate = LimitsGate(user_id=user.pk)
+    gate.prepare()
+    with pytest.raises(Refusal):
+        await gate.admit("x" * 600)
+    await gate.close()
+    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert usage.limited_at is not None
 
 
 # --- one running turn per user --------------------------------------------------------------------

@@ -273,6 +273,30 @@ async def test_it_stops_speech_at_a_chunk_boundary_when_the_gate_refuses(convers
     assert message.error_code == "budget_exhausted"
 
 
+class PreparedGate(SpeechGate):
+    """Records when the turn readies it (how many frames were out by then) and when each chunk asks."""
+
+    def __init__(self, out: Recorder) -> None:
+        self.out = out
+        self.events: list[str] = []
+
+    def prepare(self) -> None:
+        self.events.append(f"prepare after {len(self.out.frames)} frames")
+
+    async def admit(self, text: str) -> None:
+        self.events.append("admit")
+
+
+async def test_it_readies_the_gate_once_the_messages_are_saved_before_the_reply_is_written(conversation) -> None:
+    """The gate's own start-up (the budget's first block) runs while the LLM writes the first sentence (not
+    beside the messages' save, which it would slow), so the first chunk does not wait for it."""
+    out = Recorder()
+    gate = PreparedGate(out)
+    await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=ScriptedTTS(), gate=gate).run()
+    assert gate.events[0] == "prepare after 0 frames" and gate.events.count(gate.events[0]) == 1
+    assert gate.events[1:] and set(gate.events[1:]) == {"admit"}
+
+
 class SlowClosingGate(SpeechGate):
     """Lets everything through; its end-of-turn settlement waits until the test lets it go."""
 

@@ -201,7 +201,9 @@ def _take(rows: QuerySet[_Row], create: _Row, chars: int, limit: int | None) -> 
     return bool(allowed.update(characters=F("characters") + chars))
 
 
-def _reserve(user_id: int, chars: int) -> Reservation:
+def _reserve(user_id: int, chars: int, *, mark: bool = True) -> Reservation:
+    """Hold `chars` against every period's limit; `mark` False: a refusal is not recorded as one for the admin
+    (a block that did not fit, when the chunk itself may still)."""
     today = timezone.localdate()
     if chars == 0:
         return Reservation(user_id, 0, today)
@@ -219,7 +221,8 @@ def _reserve(user_id: int, chars: int) -> Reservation:
             if not _take(site, SiteSpeechUsage(day=today), chars, site_cap):
                 raise _OverLimit("site", site_cap or 0)
     except _OverLimit as over:
-        _mark_limited(user_id, over, today)
+        if mark:
+            _mark_limited(user_id, over, today)
         raise _refusal(over, today) from None
     return Reservation(user_id, chars, today, view=_view(user_id, allowance, today))
 
@@ -231,7 +234,7 @@ def _reserve_block(user_id: int, need: int, block: int) -> Reservation:
         return Reservation(user_id, block, timezone.localdate(), view=unlimited, counted=False)
     if block > need:
         try:
-            return _reserve(user_id, block)
+            return _reserve(user_id, block, mark=False)
         except Refusal:
             pass  # less than a block is left: take just this chunk, or refuse it
     return _reserve(user_id, need)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -15,6 +16,8 @@ from chat.limits.budget import BudgetView, Reservation, speech_budget, speech_re
 from chat.limits.slots import tts_slot
 from chat.providers.base import SpeechReceipt
 from chat.turns.relay import SpeechGate
+
+logger = logging.getLogger(__name__)
 
 # Characters a reply reserves at a time: a typical spoken reply needs one or two blocks, so a turn costs a
 # write or two instead of two per sentence (at a hundred streams on SQLite that was most of the CPU).
@@ -50,12 +53,27 @@ class LimitsGate(SpeechGate):
         self._unbilled = 0  # billed characters that came without a request id
         self._billed_total = 0
         self._view: BudgetView | None = None  # what was left after the latest block
+        self._first_block: asyncio.Future[Reservation] | None = None  # reserved before the first chunk asks
+        self._asked = False  # a chunk has asked to be spoken
 
     @property
     def spent(self) -> bool:
-        return bool(self._reservations)
+        """A chunk asked for speech and characters are held for the turn (a block reserved early, for a reply
+        that then never spoke, does not count)."""
+        return self._asked and bool(self._reservations)
+
+    def prepare(self) -> None:
+        """Reserve the reply's first block now, while the LLM writes the first sentence, so that the sentence
+        does not wait for a trip to the database on its way to the vendor (under load, that trip was the
+        longest part of it). With less than a block left, nothing is held and the first chunk asks for what
+        it needs."""
+        if self.metered and not self.closed and self._first_block is None and not self._reservations:
+            self._first_block = asyncio.ensure_future(speech_reserve_block(self.user_id, 0, self.block_chars))
 
     async def admit(self, text: str) -> None:
+        if self._first_block is not None:
+            await self._take_first_block()
+        self._asked = self._asked or self.metered
         if not self.metered or len(text) <= self._free:
             self._free -= len(text) if self.metered else 0
             return
@@ -68,6 +86,17 @@ class LimitsGate(SpeechGate):
             raise
         self._keep(reservation)
         self._free -= len(text)
+
+    async def _take_first_block(self) -> None:
+        first, self._first_block = self._first_block, None
+        assert first is not None
+        try:
+            self._keep(await asyncio.shield(first))
+        except asyncio.CancelledError:
+            first.add_done_callback(self._keep_for_settling)  # it still counts until the turn settles
+            raise
+        except Exception:  # the database failed: the chunk asks again below, and that answer stands
+            logger.warning("Could not reserve the first speech block for user %s", self.user_id, exc_info=True)
 
     @contextlib.asynccontextmanager
     async def slot(self, on_queued: Callable[[int | None], Awaitable[None]]) -> AsyncIterator[None]:
@@ -90,6 +119,12 @@ class LimitsGate(SpeechGate):
         """The turn ended: settle what it billed against what it reserved, then say what is left."""
         if self.closed:
             return
+        first, self._first_block = self._first_block, None
+        if first is not None:  # reserved for a reply that never spoke: settled with the rest, or given back
+            if first.done():
+                self._keep_for_settling(first)
+            else:
+                first.add_done_callback(self._keep_for_settling)
         self.closed = True
         settling = asyncio.ensure_future(speech_settle_turn(self._reservations, self._charges, self._unbilled))
         _background.add(settling)
@@ -110,13 +145,15 @@ class LimitsGate(SpeechGate):
         await self.on_budget(await speech_budget(self.user_id))
 
     def _keep(self, reservation: Reservation) -> None:
+        if not reservation.characters:  # nothing was held (less than a block was left)
+            return
         self._reservations.append(reservation)
         self._free += reservation.characters
         self._view = reservation.view
 
     def _keep_for_settling(self, reserving: asyncio.Future[Reservation]) -> None:
         """A block that arrived after its turn was cancelled: keep it for the settlement, or give it back."""
-        if reserving.cancelled() or reserving.exception() is not None:
+        if reserving.cancelled() or reserving.exception() is not None or not reserving.result().characters:
             return
         if not self.closed:
             self._keep(reserving.result())

@@ -33,6 +33,9 @@ PREVIOUS_TEXT_CHARS = 300
 class SpeechGate:
     """What policy says about speech (chat/limits.py subclasses this); the default lets everything through."""
 
+    def prepare(self) -> None:
+        """The turn has started and will speak: get ready now, while the reply is written, not at its first chunk."""
+
     async def admit(self, text: str) -> None:
         """Raise Refusal when this chunk may not be spoken (a budget ran out)."""
 

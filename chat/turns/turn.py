@@ -150,6 +150,8 @@ class Turn:
             await self._interrupted()
             raise
         self.user_message, self.message = start.user_message, start.reply
+        if self.gate is not None:  # while the LLM writes the first sentence, which then goes to the vendor at once
+            self.gate.prepare()
         self.voice_id = spec.voice_id or start.voice_id
         await self.output.emit(
             {

@@ -306,13 +306,14 @@ def run_all(args: argparse.Namespace, workdir: Path, database_url: str) -> dict[
                 sockets, others = (int(n) for n in args.fairness.split(","))
                 report["fairness"] = run_fairness(bench, sockets, others)
                 progress("fairness", report["fairness"])
-        with procs.app_servers(
-            {**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server, args.server_logs, "baseline"
-        ) as (urls, pids):
-            baseline = bench_for(urls, pids)
-            run_level(baseline, 1)
-            report["baseline"] = run_level(baseline, args.baseline_clients)
-            progress("baseline", report["baseline"])
+        if args.baseline_clients > 0:  # 0: no baseline (a quicker A/B of the ladder alone)
+            with procs.app_servers(
+                {**env, "SPEECH_MODE": "whole_reply"}, args.processes, args.server, args.server_logs, "baseline"
+            ) as (urls, pids):
+                baseline = bench_for(urls, pids)
+                run_level(baseline, 1)
+                report["baseline"] = run_level(baseline, args.baseline_clients)
+                progress("baseline", report["baseline"])
     return report
 
 
