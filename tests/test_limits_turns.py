@@ -242,15 +242,33 @@ async def test_it_gives_back_an_early_block_when_the_reply_never_speaks(user, cl
     assert gate.spent is False
 
 
+async def test_it_gives_back_an_early_block_whose_chunk_was_stopped_while_waiting_for_it(user) -> None:
+    """A Stop lands while the first chunk waits for the early block: the block, when it comes, is given back."""
+    gate = LimitsGate(user_id=user.pk)
+    gate.prepare()
+    asking = asyncio.ensure_future(gate.admit("A first sentence."))
+    await asyncio.sleep(0)  # the chunk now waits on the block
+    asking.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    await gate.close()
+    for _ in range(250):
+        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
+        if usage is not None and usage.characters == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert usage is not None and usage.characters == 0
+
+
 async def test_it_speaks_a_chunk_with_less_than_a_block_left_without_calling_it_a_refusal(user, settings) -> None:
     settings.SPEECH_DAILY_CHARS = 500
     gate = LimitsGate(user_id=user.pk)
     gate.prepare()  # a block of 1000 does not fit: nothing is held early
     await gate.admit("Still room for this.")
-    await gate.close()
     usage = await SpeechUsage.objects.aget(user=user, period="day")
-    assert usage.characters == len("Still room for this.")
+    assert usage.characters == len("Still room for this.")  # held for the chunk alone
     assert usage.limited_at is None  # nobody was refused: the admin's "reached its limit" stays clear
+    await gate.close()
     gate = LimitsGate(user_id=user.pk)
     gate.prepare()
     with pytest.raises(Refusal):
