@@ -59,6 +59,18 @@ async def closed_with(communicator) -> int:
                 return int(output.get("code", 1000))
 
 
+async def usage_settles_at(user, characters: int) -> SpeechUsage | None:
+    """The user's usage of the day once it reads `characters` (a turn settles in the background), or as it
+    reads after five seconds of waiting."""
+    usage = None
+    for _ in range(250):
+        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
+        if usage is not None and usage.characters == characters:
+            break
+        await asyncio.sleep(0.02)
+    return usage
+
+
 # --- speech budgets -------------------------------------------------------------------------------
 
 
@@ -144,12 +156,9 @@ async def test_it_refunds_the_unspoken_chunks_of_an_interrupted_reply(user, agen
     look_ahead = len(chunks_of(DemoLLM.reply_for(QUESTION))[len(requests)])
     told = 20_000 - log.of("budget")[0]["remaining_chars"]  # told at once, without waiting for the books
     assert told in (billed, billed + look_ahead)
-    for _ in range(250):  # an interruption books in the background
-        usage = await SpeechUsage.objects.aget(user=user, period="day")
-        if usage.characters == told:
-            break
-        await asyncio.sleep(0.02)
-    assert usage.characters == told  # started requests are billed; the rest of the reserved block is given back
+    # An interruption books in the background: started requests are billed, the rest of the block given back.
+    usage = await usage_settles_at(user, told)
+    assert usage is not None and usage.characters == told
 
 
 async def test_it_lets_free_local_speech_past_a_spent_budget() -> None:
@@ -204,12 +213,9 @@ async def test_it_reserves_the_first_block_as_the_turn_starts_so_the_first_chunk
 
     gate = LimitsGate(user_id=user.pk, on_budget=on_budget)
     gate.prepare()
-    for _ in range(250):  # the block is reserved beside the turn's start, before any chunk asks
-        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
-        if usage is not None and usage.characters == 1000:
-            break
-        await asyncio.sleep(0.02)
-    assert usage is not None and usage.characters == 1000
+    await asyncio.wait_for(gate.prepared(), 5)  # reserved as the turn starts, before any chunk asks
+    usage = await SpeechUsage.objects.aget(user=user, period="day")
+    assert usage.characters == 1000
     await gate.admit("A first sentence.")
     await gate.admit("A second one.")
     assert trips == [(0, 1000)]  # the chunks took their characters from the early block
@@ -229,14 +235,9 @@ async def test_it_gives_back_an_early_block_when_the_reply_never_speaks(user, cl
     gate = LimitsGate(user_id=user.pk, on_budget=on_budget)
     gate.prepare()
     if not close_at_once:
-        assert gate._first_block is not None
-        await asyncio.wait_for(asyncio.shield(gate._first_block), 5)
+        await asyncio.wait_for(gate.prepared(), 5)
     await gate.close()  # the LLM failed, or the reply was only code: no chunk ever asked
-    for _ in range(250):
-        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
-        if usage is not None and usage.characters == 0:
-            break
-        await asyncio.sleep(0.02)
+    usage = await usage_settles_at(user, 0)
     assert usage is not None and usage.characters == 0
     assert reported == []  # a reply that spent nothing sends no budget figure
     assert gate.spent is False
@@ -252,12 +253,39 @@ async def test_it_gives_back_an_early_block_whose_chunk_was_stopped_while_waitin
     with pytest.raises(asyncio.CancelledError):
         await asking
     await gate.close()
-    for _ in range(250):
-        usage = await SpeechUsage.objects.filter(user=user, period="day").afirst()
-        if usage is not None and usage.characters == 0:
-            break
-        await asyncio.sleep(0.02)
+    usage = await usage_settles_at(user, 0)
     assert usage is not None and usage.characters == 0
+
+
+async def test_it_asks_again_at_the_first_chunk_when_the_early_block_failed(user, monkeypatch, caplog) -> None:
+    """A database error in the early trip is logged, not raised into the turn: the chunk asks for itself."""
+    from django.db import OperationalError
+
+    from chat.limits import gate as gate_module
+
+    trips = []
+    reserve = gate_module.speech_reserve_block
+
+    async def fails_once(user_id: int, need: int, block: int):
+        trips.append((need, block))
+        if len(trips) == 1:
+            raise OperationalError("database is locked")
+        return await reserve(user_id, need, block)
+
+    monkeypatch.setattr(gate_module, "speech_reserve_block", fails_once)
+    gate = LimitsGate(user_id=user.pk)
+    gate.prepare()
+    await asyncio.wait_for(gate.prepared(), 5)
+    await gate.admit("A first sentence.")
+    assert trips == [(0, 1000), (len("A first sentence."), 1000)]
+    assert (await SpeechUsage.objects.aget(user=user, period="day")).characters == 1000
+    assert "Could not reserve the first speech block" in caplog.text
+    await gate.admit("A second one.")  # from the block the chunk reserved
+    assert len(trips) == 2
+    await gate.close()
+    usage = await usage_settles_at(user, 0)
+    assert usage is not None and usage.characters == 0
+    assert gate.spent is True
 
 
 async def test_it_speaks_a_chunk_with_less_than_a_block_left_without_calling_it_a_refusal(user, settings) -> None:

@@ -70,6 +70,12 @@ class LimitsGate(SpeechGate):
         if self.metered and not self.closed and self._first_block is None and not self._reservations:
             self._first_block = asyncio.ensure_future(speech_reserve_block(self.user_id, 0, self.block_chars))
 
+    async def prepared(self) -> None:
+        """Wait until the block `prepare` asked for has come back from the database (or failed); it stays
+        the turn's, for the first chunk to take."""
+        if self._first_block is not None:
+            await asyncio.wait([self._first_block])
+
     async def admit(self, text: str) -> None:
         if self._first_block is not None:
             await self._take_first_block()
