@@ -27,7 +27,7 @@ from chat.providers.base import (
     VoiceSettings,
 )
 from chat.providers.demo import DemoLLM
-from chat.providers.elevenlabs import ElevenLabsTTS, aclose_shared_clients
+from chat.providers.elevenlabs import ElevenLabsTTS, _seconds_to_ms, aclose_shared_clients
 from chat.providers.espeak import EspeakTTS, WordTimer
 from chat.providers.openai import OpenAILLM
 from tests.fakes.elevenlabs import FakeElevenLabs, pcm_for
@@ -144,6 +144,36 @@ async def test_it_keeps_every_character_when_lines_have_no_alignment(fake_eleven
     assert sum(isinstance(i, bytes) for i in items) > 2 * sum(isinstance(i, Alignment) for i in items)
     assert "".join(c for i in items if isinstance(i, Alignment) for c in i.chars) == TEXT
     assert b"".join(i for i in items if isinstance(i, bytes)) == pcm_for(TEXT, 24000)
+
+
+def test_it_reads_the_vendors_alignment_in_milliseconds_with_durations() -> None:
+    alignment = _seconds_to_ms(
+        {
+            "characters": ["H", "i", "!"],
+            "character_start_times_seconds": [0.0, 0.1204, 0.25],
+            "character_end_times_seconds": [0.12, 0.25, 0.2],  # an end before its start lasts 0 ms
+        }
+    )
+    assert alignment == Alignment(("H", "i", "!"), (0, 120, 250), (120, 130, 0))
+
+
+@pytest.mark.parametrize(
+    "vendor",
+    [
+        None,
+        ["H"],
+        {"characters": "Hi", "character_start_times_seconds": [0, 1], "character_end_times_seconds": [1, 2]},
+        {"characters": [], "character_start_times_seconds": [], "character_end_times_seconds": []},
+        {"characters": ["H", "i"], "character_start_times_seconds": [0], "character_end_times_seconds": [1, 2]},
+        {"characters": ["H"], "character_start_times_seconds": ["0.1"], "character_end_times_seconds": [0.2]},
+        {"characters": ["H"], "character_start_times_seconds": [None], "character_end_times_seconds": [0.2]},
+        {"characters": ["H"], "character_start_times_seconds": [float("nan")], "character_end_times_seconds": [1]},
+        {"characters": ["H"], "character_start_times_seconds": [0], "character_end_times_seconds": [float("inf")]},
+    ],
+    ids=["null", "list", "chars-string", "empty", "lengths", "string-time", "null-time", "nan", "infinity"],
+)
+def test_it_drops_an_alignment_that_is_not_the_vendors_shape(vendor: Any) -> None:
+    assert _seconds_to_ms(vendor) is None
 
 
 async def test_it_uses_plain_stream_without_timestamps(fake_elevenlabs: FakeElevenLabs) -> None:

@@ -155,6 +155,20 @@ async def test_it_streams_text_then_speaks_each_chunk_in_order(conversation) -> 
     assert message.heartbeat_at is None
 
 
+async def test_it_sends_the_first_token_at_once_then_fewer_longer_deltas(conversation) -> None:
+    tokens = [f"word{n} " for n in range(40)]
+    out = Recorder()
+    await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(tokens, delay=0.005), tts=ScriptedTTS()).run()
+
+    parts = out.of("agent_chat_response_part")
+    deltas = [p["text"] for p in parts if p["type"] == "delta"]
+    assert [p["type"] for p in parts] == ["start", *["delta"] * len(deltas), "stop"]
+    assert deltas[0] == tokens[0] and "".join(deltas) == "".join(tokens)
+    assert len(deltas) < len(tokens) / 3  # ~0.2 s of tokens: a frame per 0.1 s, not per token
+    text_frames = [i for i, (kind, _) in enumerate(out.frames) if kind == "agent_chat_response_part"]
+    assert text_frames[-1] < out.types.index("agent_response")
+
+
 async def test_it_keeps_the_text_when_speech_fails_mid_reply(conversation) -> None:
     out, tts = Recorder(), ScriptedTTS(fail_on=2)
     message = await Turn(spec_for(conversation), output=out, llm=ScriptedLLM(), tts=tts).run()

@@ -37,6 +37,7 @@ from chat.turns import audio as audio_store
 from chat.turns.relay import ReplyTiming, SpeechGate, SpeechRelay, speech_request_for
 from chat.turns.store import TurnRecord, turn_begin, turn_finish, turn_progress
 from chat.turns.stream_relay import StreamingSpeechRelay, speech_relay_for
+from chat.turns.text_frames import TextFrames
 
 logger = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class Turn:
         self.voice_id = spec.voice_id
         self.user_message: Message | None = None
         self._text_ended = False
+        self._text_frames = TextFrames(self._emit_delta)  # the deltas, a few a second rather than per token
         self._dirty = asyncio.Event()
         self._text_whole = asyncio.Event()  # set when the text has ended: the progress saver saves it at once
         self._alignment: tuple[Alignment, int] | None = None  # the vendor's, for the next frame
@@ -175,6 +177,7 @@ class Turn:
             return self.message
         except BaseException:
             await self._stop_progress(progress)
+            self._text_frames.discard()
             self.record.error("internal_error", "The reply failed unexpectedly.")
             await self._finish(Message.Status.FAILED)
             raise
@@ -238,12 +241,15 @@ class Turn:
             }
         )
 
+    async def _emit_delta(self, text: str) -> None:
+        await self._emit_part("delta", text)
+
     async def _text(self, delta: str) -> None:
         if self.record.llm_first_token_ms is None:
             self.record.llm_first_token_ms = self.ms_since_start()
         self.reply_parts.append(delta)
         self._dirty.set()
-        await self._emit_part("delta", delta)
+        await self._text_frames.add(delta)
 
     async def _end_text(self) -> None:
         if self._text_ended or self.message is None:
@@ -251,6 +257,7 @@ class Turn:
         self._text_ended = True
         self._text_whole.set()
         self._dirty.set()
+        await self._text_frames.close()
         await self._emit_part("stop", "")
         await self.output.emit(
             {
