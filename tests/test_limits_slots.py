@@ -112,6 +112,23 @@ async def test_it_tells_a_waiting_request_its_place_once(line, settings) -> None
     assert line.queued == {"l1": 1, "h2": 2}  # told once, not again as the line moves
 
 
+async def test_it_tells_each_waiter_the_place_it_is_served_in(line) -> None:
+    """Places follow the dispatcher's order: each grant counts against its user, and a user at the
+    per-user cap waits behind everyone who can be served before that user's own requests end."""
+    line.request("t1", THIRD)
+    line.request("l1", LIGHT)
+    await idle()  # both slots taken: the third user and the light user hold one each
+    for name, user in (("l2", LIGHT), ("h1", HEAVY), ("h2", HEAVY), ("h3", HEAVY)):
+        line.request(name, user)
+    await idle()
+    # The heavy user holds none, so h1 goes first; then the light user and the heavy one hold one each and
+    # l2 asked earlier; then h2; the light user is at its cap of two, and so is the heavy one for h3.
+    assert line.queued == {"h1": 1, "l2": 2, "h2": 3, "h3": 4}
+    for name in ("t1", "l1", "h1", "h2"):
+        await line.release(name)
+    assert line.order == ["t1", "l1", "h1", "l2", "h2", "h3"]
+
+
 async def test_it_gives_a_cancelled_waiters_place_to_the_next(line, settings) -> None:
     settings.ELEVENLABS_MAX_CONCURRENCY = 1
     line.request("h1", HEAVY)

@@ -156,8 +156,16 @@ class FairSlots:
         self._dispatcher: asyncio.Task[None] | None = None
         self._renewer: asyncio.Task[None] | None = None
 
-    def _line(self) -> list[_Waiter]:
-        return sorted(self.waiting, key=lambda w: (self.held[w.user_id], w.seq))
+    def _place(self, waiter: _Waiter) -> int:
+        """`waiter`'s 1-based place in the order requests will be served as slots free: first those the
+        per-user cap lets through, in the order the dispatcher grants them, then those waiting on their
+        own user's requests to end (fewest held, then longest waiting)."""
+        line = self._fitting()
+        if waiter in line:
+            return line.index(waiter) + 1
+        fitting = set(line)
+        capped = sorted((w for w in self.waiting if w not in fitting), key=lambda w: (self.held[w.user_id], w.seq))
+        return len(line) + capped.index(waiter) + 1
 
     async def acquire(self, user_id: int, on_queued: OnQueued | None = None) -> str:
         """Wait for a slot and return its token; cancelling the wait never leaves a slot taken."""
@@ -168,7 +176,7 @@ class FairSlots:
         try:
             await waiter.considered.wait()
             if not waiter.granted.done() and on_queued is not None:
-                await on_queued(self._line().index(waiter) + 1)
+                await on_queued(self._place(waiter))
             return await asyncio.shield(waiter.granted)
         except BaseException:
             self._abandon(waiter)
