@@ -192,6 +192,27 @@ async def test_it_records_a_failed_llm_and_keeps_the_users_message(conversation)
     assert out.of("agent_response_complete")[0]["status"] == "failed"
 
 
+class BrokenLLM(ScriptedLLM):
+    """Writes two parts, then fails the way a bug would: not a ProviderError."""
+
+    async def stream(self, messages: Sequence[ChatMessage]) -> AsyncGenerator[str, None]:
+        yield REPLY[0]
+        yield REPLY[1]
+        raise KeyError("a bug")
+
+
+async def test_it_records_an_unexpected_failure_and_leaves_no_text_writer_behind(conversation) -> None:
+    out = Recorder()
+    with pytest.raises(KeyError):
+        await Turn(spec_for(conversation), output=out, llm=BrokenLLM(), tts=None).run()
+
+    message = await Message.objects.aget(role="assistant")
+    assert message.status == "failed" and message.error_code == "internal_error"
+    assert message.text == REPLY[0] + REPLY[1]  # what was written is kept, though not all of it was shown
+    await asyncio.sleep(0)  # the cancelled writer finishes on the next loop pass
+    assert not [t for t in asyncio.all_tasks() if t.get_name() == "text-frames" and not t.done()]
+
+
 async def test_it_never_calls_the_tts_when_the_turn_is_not_spoken(conversation) -> None:
     out, tts = Recorder(), ScriptedTTS()
     message = await Turn(spec_for(conversation, speak=False), output=out, llm=ScriptedLLM(), tts=tts).run()

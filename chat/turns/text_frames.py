@@ -50,13 +50,11 @@ class TextFrames:
     async def close(self) -> None:
         """Stop the writer and send the text it had not sent yet (nothing when there is none).
 
-        The writer is only ever cancelled while it waits: its send hands the frame to the transport before
-        it can suspend, so a frame is never half sent, and nothing it took is lost."""
-        self._closed = True
-        writer, self._writer = self._writer, None
-        if writer is not None and not writer.done():
-            writer.cancel()
-            await asyncio.gather(writer, return_exceptions=True)
+        The writer is stopped, not waited for, so closing adds no suspension to the turn's end (a second
+        Stop landing there would skip recording the turn). It cannot be caught holding text: it takes the
+        pending text and hands it to the transport before its send can suspend, so this last frame always
+        follows the frames it sent."""
+        self.discard()
         if self._pending:
             await self._send(self._take())
 
