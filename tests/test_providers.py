@@ -232,6 +232,17 @@ async def test_it_sends_the_key_format_settings_and_prosody_context(fake_elevenl
     assert sent.pcm == pcm_for(TEXT, 16000)
 
 
+@pytest.mark.parametrize("timestamps", [True, False])
+async def test_it_sends_no_cookie_a_response_set(fake_elevenlabs: FakeElevenLabs, timestamps: bool) -> None:
+    # One pool carries every user's requests: a cookie kept from one response would go with all of them.
+    fake_elevenlabs.set_cookie = "__cf_bm=one-users-token; Path=/; HttpOnly"
+    tts = elevenlabs(fake_elevenlabs, timestamps=timestamps)
+    await speak(tts, SpeechRequest(text=TEXT))
+    await speak(tts, SpeechRequest(text=TEXT))
+    first, second = fake_elevenlabs.tts_requests()
+    assert "cookie" not in first.headers and "cookie" not in second.headers
+
+
 async def test_it_sends_request_ids_instead_of_previous_text(fake_elevenlabs: FakeElevenLabs) -> None:
     ids = ("req_a", "req_b", "req_c", "req_d")
     await speak(

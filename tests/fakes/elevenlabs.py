@@ -145,6 +145,7 @@ class FakeElevenLabs(LoopbackServer):
         self.library_faults: list[str] = []  # for the next /v1/voices, /v2/voices or /v1/models calls
         self.library_calls: list[tuple[str, dict[str, str]]] = []  # (path, query) per catalogue call
         self.preview_requests: list[dict[str, str]] = []  # the headers of each preview download
+        self.set_cookie = ""  # a Set-Cookie header for every text-to-speech response (a CDN's, say)
         self._ids = itertools.count(1)
 
     # --- control -----------------------------------------------------------------------------
@@ -291,6 +292,8 @@ class FakeElevenLabs(LoopbackServer):
 
     def _response(self, record: RecordedRequest, content_type: str) -> web.StreamResponse:
         headers = {"request-id": record.request_id, "character-cost": str(len(record.body["text"]))}
+        if self.set_cookie:
+            headers["Set-Cookie"] = self.set_cookie
         return web.StreamResponse(headers={"Content-Type": content_type, **headers})
 
     async def _send(
