@@ -26,7 +26,8 @@ event loop took longer than 5 s to answer some handshakes and those conversation
 
 On SIGTERM both mark the process as stopping (`chat.shutdown`) before a consumer is stopped, so a reply
 cut off is saved `interrupted` with `server_restarted`. Daphne gets its own consumer shutdown (below), and
-Twisted's TCP connections write to the socket at once when nothing is queued (`voicechat.direct_write`).
+Twisted's TCP connections flush their writes at the end of the loop step, not through the selector
+(`voicechat.direct_write`).
 """
 
 from __future__ import annotations
@@ -138,7 +139,7 @@ def _daphne(host: str, port: int) -> None:
                 asyncio.ensure_future(asyncio.wait(running, timeout=SHUTDOWN_GRACE_SECONDS))
             )
 
-    direct_write.install()  # frames go to the socket at once, not on the next loop iteration (its module says why)
+    direct_write.install()  # writes flushed at the end of the step, not via the selector (its module says why)
     cli = CommandLineInterface()
     cli.server_class = StoppingServer
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "voicechat.settings")  # as voicechat.asgi does, a step early
